@@ -1,0 +1,87 @@
+"""Image decoding and preprocessing: the one function training and serving both use.
+
+Training (training/data.py) and the gateway call `load_model_input` on the raw file bytes, so a file
+gives byte-identical arrays in both (tests/test_preprocess.py proves it). Normalisation is not done
+here: the model takes uint8 pixels and normalises inside its graph.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Decompression-bomb guard: checked on the header, before any pixel is decoded.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image we can decode (truncated, corrupt, unsupported, too large)."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """The image header declares more pixels than allowed."""
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode bytes into an upright, fully loaded PIL image (first frame of multi-frame files)."""
+    if not data:
+        raise ImageDecodeError("empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageDecodeError("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"image is {width}x{height} pixels, more than the {max_pixels} allowed"
+                )
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
+    return img
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Bring 16/32-bit integer and float images to 8-bit by min-max scaling, others by convert."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        scaled = np.zeros(arr.shape, np.uint8) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
+        return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # transparent -> black, like air in CT
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("L", "RGB"):
+        return img
+    return img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, 1
+
+
+def to_model_input(img: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Letterbox to a square of `size` px (aspect kept, black padding), as uint8 [size, size, channels]."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    img = _to_8bit(img).convert("L" if channels == 1 else "RGB")
+    img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
+    arr = np.asarray(img, dtype=np.uint8)
+    if channels == 1:
+        arr = arr[:, :, np.newaxis]
+    return np.ascontiguousarray(arr)
+
+
+def load_model_input(
+    data: bytes, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Bytes of an image file -> the uint8 array the model takes. Raises ImageDecodeError."""
+    return to_model_input(decode_image(data, max_pixels), size, channels)
