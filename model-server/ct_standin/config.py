@@ -1,0 +1,141 @@
+"""Read a TF Serving ModelServerConfig (text protobuf) and apply its version policies.
+
+No TensorFlow here: the launcher imports this module to render configs before exec'ing a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+class ConfigError(ValueError):
+    """The model config file is missing, malformed or asks for something unsupported."""
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """ModelVersionPolicy: `latest` (newest num_versions), `all`, or `specific` versions."""
+
+    kind: str = "latest"
+    num_versions: int = 1
+    versions: frozenset[int] = frozenset()
+
+    def select(self, available: Iterable[int]) -> set[int]:
+        available = set(available)
+        if self.kind == "all":
+            return available
+        if self.kind == "specific":
+            return available & self.versions
+        return set(sorted(available, reverse=True)[: self.num_versions])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    base_path: Path
+    policy: VersionPolicy = VersionPolicy()
+    version_labels: Mapping[str, int] = field(default_factory=dict)
+
+
+def parse_config_text(
+    text: str, source: str = "<config>"
+) -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as err:
+        raise ConfigError(f"{source}: not a valid ModelServerConfig: {err}") from err
+    if config.WhichOneof("config") != "model_config_list":
+        raise ConfigError(f"{source}: only model_config_list is supported")
+    return config
+
+
+def read_config_file(path: Path) -> model_server_config_pb2.ModelServerConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read model config file {path}: {err}") from err
+    return parse_config_text(text, str(path))
+
+
+def _policy(proto: model_server_config_pb2.ModelConfig) -> VersionPolicy:
+    policy = proto.model_version_policy
+    kind = policy.WhichOneof("policy_choice") or "latest"
+    if kind == "specific":
+        if not policy.specific.versions:
+            raise ConfigError(f"model {proto.name}: specific version policy lists no versions")
+        return VersionPolicy("specific", versions=frozenset(policy.specific.versions))
+    if kind == "all":
+        return VersionPolicy("all")
+    # proto3: an unset num_versions reads 0, and TF Serving then serves one version.
+    return VersionPolicy("latest", num_versions=max(1, policy.latest.num_versions))
+
+
+def _model(proto: model_server_config_pb2.ModelConfig, folder: Path) -> ModelConfig:
+    if not proto.name or not proto.base_path:
+        raise ConfigError(f"every model needs a name and a base_path, got {proto.name!r}")
+    if proto.model_platform not in ("", "tensorflow"):
+        raise ConfigError(f"model {proto.name}: platform {proto.model_platform!r} unsupported")
+    base = Path(proto.base_path)
+    return ModelConfig(
+        name=proto.name,
+        base_path=base if base.is_absolute() else (folder / base).resolve(),
+        policy=_policy(proto),
+        version_labels=dict(proto.version_labels),
+    )
+
+
+def load_models(path: Path) -> list[ModelConfig]:
+    """The models a config file lists; relative base_paths are resolved against its folder."""
+    path = Path(path).resolve()
+    config = read_config_file(path)
+    models = [_model(m, path.parent) for m in config.model_config_list.config]
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: duplicate model names in {names}")
+    return models
+
+
+def render_config(path: Path, prefix_map: Mapping[str, Path]) -> str:
+    """The config text with every base_path absolute: `prefix_map` maps a path prefix (such as
+    the image's "/models") to a local folder, relative paths resolve against the file's folder."""
+    path = Path(path).resolve()
+    config = read_config_file(path)
+    for model in config.model_config_list.config:
+        model.base_path = str(_localise(model.base_path, path.parent, prefix_map))
+    return text_format.MessageToString(config)
+
+
+def _localise(base_path: str, folder: Path, prefix_map: Mapping[str, Path]) -> Path:
+    for prefix, local in prefix_map.items():
+        prefix = prefix.rstrip("/")
+        if base_path == prefix or base_path.startswith(prefix + "/"):
+            return Path(local).resolve() / base_path[len(prefix) :].lstrip("/")
+    base = Path(base_path)
+    return base if base.is_absolute() else (folder / base).resolve()
+
+
+def list_versions(base_path: Path) -> list[int]:
+    """Integer version folders under a model's base path that hold a SavedModel, oldest first.
+
+    A folder without saved_model.pb yet (a copy in progress) is not a version until it has one.
+    """
+    try:
+        children = list(Path(base_path).iterdir())
+    except OSError:
+        return []
+    return sorted(
+        int(child.name)
+        for child in children
+        if child.name.isdigit()
+        and child.is_dir()
+        and any((child / name).is_file() for name in SAVED_MODEL_FILES)
+    )
