@@ -1,0 +1,95 @@
+"""The gateway's Flask app (routes as in DESIGN.md). Served by gunicorn: `python -m gateway`."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, jsonify, request
+
+from gateway import intake, logs, metrics
+from gateway.config import Settings
+from gateway.errors import ApiError, register_error_handlers
+from gateway.service import Gateway
+
+EXTENSION = "ct_gateway"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # keep probabilities in label order
+    gateway = Gateway(settings)
+    app.extensions[EXTENSION] = gateway
+    register_error_handlers(app)
+    logs.init_app(app)
+    _register_metrics(app, settings)
+    _register_routes(app, gateway)
+    return app
+
+
+def _register_routes(app: Flask, gateway: Gateway) -> None:
+    settings = gateway.settings
+
+    @app.post("/v1/models/<task>:predict")
+    def predict(task: str):
+        gateway.check_task(task)  # 404 before reading a body for a model we do not serve
+        return jsonify(gateway.predict(task, intake.read_image(request, settings)))
+
+    @app.post("/predict")
+    def predict_default():
+        image = intake.read_image(request, settings, intake.ALIAS_FIELDS)
+        return jsonify(gateway.predict(settings.default_task, image))
+
+    @app.get("/v1/models")
+    def list_models():
+        return jsonify({"models": gateway.models()})
+
+    @app.get("/v1/models/<task>")
+    def show_model(task: str):
+        return jsonify(gateway.model(task))
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz():
+        ready, models = gateway.readiness()
+        if ready:
+            return jsonify({"status": "ready", "models": models})
+        missing = "; ".join(f"{t}: {s['reason']}" for t, s in models.items() if not s["ready"])
+        error = ApiError(503, "not_ready", f"not ready: {missing}")
+        return jsonify({**error.to_dict(), "models": models}), 503
+
+    @app.get("/metrics")
+    def metrics_endpoint():
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+
+def _register_metrics(app: Flask, settings: Settings) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.ct_started = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        task = (request.view_args or {}).get("task", "")
+        if route == "/predict":
+            task = settings.default_task
+        elif task and task not in settings.models:
+            task = "unknown"  # bound the label set
+        status = str(response.status_code)
+        metrics.REQUESTS.labels(route, task, status).inc()
+        elapsed = time.perf_counter() - g.get("ct_started", time.perf_counter())
+        metrics.REQUEST_LATENCY.labels(route, task, status).observe(elapsed)
+        return response
+
+    @app.teardown_request
+    def stop_timer(_exc: BaseException | None) -> None:
+        if "ct_started" in g:
+            metrics.IN_FLIGHT.dec()

@@ -1,0 +1,129 @@
+"""Gateway settings from the environment: the one place their defaults live.
+
+Every setting is an environment variable CT_*; `Settings.from_env` validates all of them at
+start-up and raises ConfigError naming the variable, so a bad value never reaches a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from gateway.preprocess import DEFAULT_MAX_PIXELS
+
+DEFAULT_PORT = 9696
+# Read by prometheus_client when it is imported: must be set before that (see gunicorn.conf.py).
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LB_POLICIES = ("round_robin", "pick_first")
+_TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A CT_* environment variable is missing or invalid."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...]
+    default_task: str
+    port: int = DEFAULT_PORT
+    model_server: str = "localhost:8500"  # gRPC target; in Kubernetes a dns:/// headless name
+    grpc_deadline_s: float = 5.0
+    grpc_lb_policy: str = "round_robin"
+    max_request_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    metadata_ttl_s: float = 30.0
+    url_allow_private: bool = False
+    url_timeout_s: float = 5.0
+    url_max_redirects: int = 3
+    log_level: str = "INFO"
+    workers: int = 2
+    threads: int = 4
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        models = _parse_models(env.get("CT_MODELS", ""))
+        default_task = env.get("CT_DEFAULT_TASK", "").strip() or models[0]
+        if default_task not in models:
+            raise ConfigError(f"CT_DEFAULT_TASK={default_task!r} is not one of CT_MODELS {models}")
+        values = {
+            field: _get(env, var, parse, cls.__dataclass_fields__[field].default, valid, hint)
+            for field, (var, parse, valid, hint) in _FIELDS.items()
+        }
+        return cls(models=models, default_task=default_task, **values)
+
+
+def _parse_models(raw: str) -> tuple[str, ...]:
+    models = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if not models:
+        raise ConfigError(
+            "CT_MODELS is required: comma-separated model names, e.g. brain-stroke,brain-tumor"
+        )
+    for name in models:
+        if not _TASK_NAME.match(name):
+            raise ConfigError(f"CT_MODELS: {name!r} is not a valid model name ([a-z0-9._-])")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"CT_MODELS lists a model twice: {raw!r}")
+    return models
+
+
+def _get(
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str], T],
+    default: T,
+    valid: Callable[[T], bool],
+    hint: str,
+) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is invalid ({exc}); expected {hint}") from None
+    if not valid(value):
+        raise ConfigError(f"{name}={raw!r} is invalid; expected {hint}")
+    return value
+
+
+def _parse_bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+_LEVELS = logging.getLevelNamesMapping()
+
+
+# dataclass field -> (environment variable, parser, validity check); defaults are on the dataclass.
+_FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool], str]] = {
+    "port": ("CT_PORT", int, lambda v: 1 <= v <= 65535, "a port 1..65535"),
+    "model_server": ("CT_MODEL_SERVER", str, bool, "a gRPC target such as host:8500"),
+    "grpc_deadline_s": ("CT_GRPC_DEADLINE_S", float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),
+    "grpc_lb_policy": ("CT_GRPC_LB_POLICY", str, LB_POLICIES.__contains__, f"one of {LB_POLICIES}"),
+    "max_request_bytes": ("CT_MAX_REQUEST_BYTES", int, lambda v: v > 0, "bytes > 0"),
+    "max_image_pixels": ("CT_MAX_IMAGE_PIXELS", int, lambda v: v > 0, "pixels > 0"),
+    "metadata_ttl_s": ("CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0"),
+    "url_allow_private": ("CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"),
+    "url_timeout_s": ("CT_URL_TIMEOUT_S", float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),
+    "url_max_redirects": ("CT_URL_MAX_REDIRECTS", int, lambda v: 0 <= v <= 20, "0..20"),
+    "log_level": (
+        "CT_LOG_LEVEL",
+        str.upper,
+        lambda v: isinstance(_LEVELS.get(v), int),
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    ),
+    "workers": ("CT_WORKERS", int, lambda v: 1 <= v <= 64, "1..64"),
+    "threads": ("CT_THREADS", int, lambda v: 1 <= v <= 256, "1..256"),
+}

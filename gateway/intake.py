@@ -1,0 +1,96 @@
+"""Read the image bytes of a request: multipart upload, JSON base64 or JSON URL.
+
+Requests are size-capped twice: Content-Length is checked before anything is read, and Flask's
+MAX_CONTENT_LENGTH stops a body without one (chunked) once it passes the cap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+
+from flask import Request
+
+from gateway import fetch
+from gateway.config import Settings
+from gateway.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+
+IMAGE_FIELD = "image"
+ALIAS_FIELDS = ("img", IMAGE_FIELD)  # the seed project's /predict used `img`
+JSON_KEYS = ("url", "image_b64")
+_SUPPORTED = "multipart/form-data (file field {fields}) or application/json ({keys})"
+
+
+def read_image(
+    request: Request, settings: Settings, fields: Sequence[str] = (IMAGE_FIELD,)
+) -> bytes:
+    """The image bytes the request carries; ApiError (400/413/415) when it carries none."""
+    check_size(request, settings.max_request_bytes)
+    if request.mimetype == "multipart/form-data":
+        return _from_multipart(request, fields)
+    if request.is_json:
+        return _from_json(request, settings)
+    supported = _SUPPORTED.format(fields=" or ".join(fields), keys=" or ".join(JSON_KEYS))
+    got = request.mimetype or "no Content-Type"
+    raise UnsupportedMediaTypeError(f"unsupported content type {got!r}; send {supported}")
+
+
+def check_size(request: Request, limit: int) -> None:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(
+            f"request body is {request.content_length} bytes, more than the {limit} allowed"
+        )
+
+
+def _from_multipart(request: Request, fields: Sequence[str]) -> bytes:
+    for field in fields:
+        upload = request.files.get(field)
+        if upload is not None:
+            data = upload.read()
+            if not data:
+                raise BadRequestError(f"the uploaded file {field!r} is empty", "empty_image")
+            return data
+    for field in fields:
+        if field in request.form:
+            raise BadRequestError(f"{field!r} must be a file upload, not a text field")
+    raise BadRequestError(
+        f"multipart request has no file field {' or '.join(map(repr, fields))}", "missing_field"
+    )
+
+
+def _from_json(request: Request, settings: Settings) -> bytes:
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"malformed JSON body: {exc}", "malformed_json") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("JSON body must be an object", "malformed_json")
+    present = [key for key in JSON_KEYS if key in body]
+    if len(present) != 1:
+        raise BadRequestError(
+            f"JSON body must have exactly one of {' or '.join(JSON_KEYS)}", "missing_field"
+        )
+    value = body[present[0]]
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequestError(f"{present[0]!r} must be a non-empty string")
+    if present[0] == "url":
+        return fetch.fetch_image(value.strip(), settings)
+    return decode_b64(value)
+
+
+def decode_b64(text: str) -> bytes:
+    """Strict standard base64 (whitespace and a data: URL prefix allowed); 400 otherwise."""
+    if text.startswith("data:"):
+        header, sep, text = text.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise BadRequestError("image_b64 data URL must be data:<type>;base64,<data>", "bad_b64")
+    compact = "".join(text.split())
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f"image_b64 is not valid base64: {exc}", "bad_b64") from None
+    if not data:
+        raise BadRequestError("image_b64 is empty", "empty_image")
+    return data

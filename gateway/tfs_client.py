@@ -1,0 +1,154 @@
+"""The gateway's gRPC client for TF Serving: one long-lived channel per process.
+
+gunicorn forks workers, and a gRPC channel must not cross a fork, so the channel is created lazily
+in the process that first uses it (and again if the pid changes). Every call carries a deadline;
+UNAVAILABLE is retried once, quickly, within that same deadline. gRPC failures become ApiErrors.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+
+import grpc
+import numpy as np
+
+from gateway import metrics
+from gateway import tfs_api_pb2 as pb
+from gateway.config import Settings
+from gateway.errors import (
+    ApiError,
+    BadGatewayError,
+    GatewayTimeoutError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from gateway.tensors import make_tensor_proto
+from gateway.tfs_stub import ModelServiceStub, PredictionServiceStub
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RETRY_DELAY_S = 0.1
+RETRY_AFTER_S = "1"  # Retry-After header on 503
+_DETAILS_CHARS = 300
+
+
+def channel_options(settings: Settings) -> list[tuple[str, object]]:
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.lb_policy_name", settings.grpc_lb_policy),
+        # Ping only while calls are in flight: TF Serving (gRPC's server defaults) answers idle
+        # pings more often than every 5 minutes with GOAWAY too_many_pings.
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+        # Reconnect quickly after a model-server pod restarts or is replaced.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+        ("grpc.enable_retries", 0),  # we retry ourselves, inside the deadline
+    ]
+
+
+def map_rpc_error(error: grpc.RpcError, task: str) -> ApiError:
+    """The HTTP error a failed model-server call becomes."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = (error.details() if hasattr(error, "details") else "") or ""
+    text = f"model server: {code.name}: {details[:_DETAILS_CHARS]}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return GatewayTimeoutError(f"model {task!r} did not answer in time ({text})")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return ServiceUnavailableError(
+            f"model server unavailable ({text})",
+            code="model_server_unavailable",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFoundError(f"model {task!r} is not served ({text})", code="model_not_found")
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+        # We built the request from the model's own metadata, so a rejection is our bug (or a
+        # version change in between), not the client's.
+        return BadGatewayError(f"model server rejected the request ({text})", code="model_rejected")
+    return BadGatewayError(f"model server error ({text})")
+
+
+class TfsClient:
+    """Calls TF Serving for a task; thread-safe; one channel per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._channel: grpc.Channel | None = None
+        self._predict_stub: PredictionServiceStub | None = None
+        self._model_stub: ModelServiceStub | None = None
+
+    def _stubs(self) -> tuple[PredictionServiceStub, ModelServiceStub]:
+        with self._lock:
+            if self._pid != os.getpid() or self._channel is None:
+                self._channel = grpc.insecure_channel(
+                    self._settings.model_server, options=channel_options(self._settings)
+                )
+                self._predict_stub = PredictionServiceStub(self._channel)
+                self._model_stub = ModelServiceStub(self._channel)
+                self._pid = os.getpid()
+            return self._predict_stub, self._model_stub
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None and self._pid == os.getpid():
+                self._channel.close()
+            self._channel = None
+
+    def status(self, task: str) -> pb.GetModelStatusResponse:
+        request = pb.GetModelStatusRequest(model_spec=pb.ModelSpec(name=task))
+        return self._call(task, "GetModelStatus", self._stubs()[1].GetModelStatus, request)
+
+    def metadata(self, task: str, version: int | None = None) -> pb.GetModelMetadataResponse:
+        request = pb.GetModelMetadataRequest(
+            model_spec=_spec(task, version), metadata_field=["signature_def"]
+        )
+        return self._call(task, "GetModelMetadata", self._stubs()[0].GetModelMetadata, request)
+
+    def predict(
+        self,
+        task: str,
+        inputs: Mapping[str, np.ndarray],
+        signature: str,
+        version: int | None = None,
+    ) -> pb.PredictResponse:
+        request = pb.PredictRequest(model_spec=_spec(task, version, signature))
+        for key, array in inputs.items():
+            request.inputs[key].CopyFrom(make_tensor_proto(array))
+        return self._call(task, f"Predict:{signature}", self._stubs()[0].Predict, request)
+
+    def _call(self, task: str, method: str, rpc: grpc.UnaryUnaryMultiCallable, request):
+        start = time.monotonic()
+        deadline = start + self._settings.grpc_deadline_s
+        try:
+            return self._with_retry(rpc, request, deadline)
+        except grpc.RpcError as error:
+            code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+            metrics.MODEL_SERVER_ERRORS.labels(task, method, code.name).inc()
+            raise map_rpc_error(error, task) from None
+        finally:
+            metrics.MODEL_SERVER_LATENCY.labels(task, method).observe(time.monotonic() - start)
+
+    @staticmethod
+    def _with_retry(rpc: grpc.UnaryUnaryMultiCallable, request, deadline: float):
+        try:
+            return rpc(request, timeout=deadline - time.monotonic())
+        except grpc.RpcError as error:
+            retry_at = time.monotonic() + RETRY_DELAY_S
+            if error.code() != grpc.StatusCode.UNAVAILABLE or retry_at >= deadline:
+                raise
+            time.sleep(RETRY_DELAY_S)
+            return rpc(request, timeout=deadline - time.monotonic())
+
+
+def _spec(task: str, version: int | None, signature: str = "") -> pb.ModelSpec:
+    spec = pb.ModelSpec(name=task, signature_name=signature)
+    if version is not None:
+        spec.version.value = version
+    return spec

@@ -1,0 +1,84 @@
+"""Hand-written gRPC stubs for the TF Serving methods the gateway calls.
+
+The messages are our wire-compatible cttriage.tfs subset; the method paths are TF Serving's own,
+so a real tensorflow_model_server and the local stand-in both answer them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from gateway import tfs_api_pb2 as pb
+
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+PREDICT = f"/{PREDICTION_SERVICE}/Predict"
+GET_MODEL_METADATA = f"/{PREDICTION_SERVICE}/GetModelMetadata"
+GET_MODEL_STATUS = f"/{MODEL_SERVICE}/GetModelStatus"
+
+
+class PredictionServiceStub:
+    """Client side of tensorflow.serving.PredictionService (Predict, GetModelMetadata)."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.Predict = channel.unary_unary(
+            PREDICT,
+            request_serializer=pb.PredictRequest.SerializeToString,
+            response_deserializer=pb.PredictResponse.FromString,
+        )
+        self.GetModelMetadata = channel.unary_unary(
+            GET_MODEL_METADATA,
+            request_serializer=pb.GetModelMetadataRequest.SerializeToString,
+            response_deserializer=pb.GetModelMetadataResponse.FromString,
+        )
+
+
+class ModelServiceStub:
+    """Client side of tensorflow.serving.ModelService (GetModelStatus)."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.GetModelStatus = channel.unary_unary(
+            GET_MODEL_STATUS,
+            request_serializer=pb.GetModelStatusRequest.SerializeToString,
+            response_deserializer=pb.GetModelStatusResponse.FromString,
+        )
+
+
+Handler = Callable[[object, grpc.ServicerContext], object]
+
+
+def prediction_service_handler(
+    predict: Handler, get_model_metadata: Handler
+) -> grpc.GenericRpcHandler:
+    """Server side of PredictionService from two plain functions (request, context) -> response."""
+    return grpc.method_handlers_generic_handler(
+        PREDICTION_SERVICE,
+        {
+            "Predict": _unary(predict, pb.PredictRequest, pb.PredictResponse),
+            "GetModelMetadata": _unary(
+                get_model_metadata, pb.GetModelMetadataRequest, pb.GetModelMetadataResponse
+            ),
+        },
+    )
+
+
+def model_service_handler(get_model_status: Handler) -> grpc.GenericRpcHandler:
+    """Server side of ModelService.GetModelStatus from a plain function."""
+    return grpc.method_handlers_generic_handler(
+        MODEL_SERVICE,
+        {
+            "GetModelStatus": _unary(
+                get_model_status, pb.GetModelStatusRequest, pb.GetModelStatusResponse
+            )
+        },
+    )
+
+
+def _unary(fn: Handler, request_cls: type, response_cls: type) -> grpc.RpcMethodHandler:
+    return grpc.unary_unary_rpc_method_handler(
+        fn,
+        request_deserializer=request_cls.FromString,
+        response_serializer=response_cls.SerializeToString,
+    )
