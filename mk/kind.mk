@@ -1,0 +1,79 @@
+# Local Kubernetes: build both images, load them into a kind cluster, deploy, smoke-test.
+# Included by the top-level Makefile (`include mk/kind.mk`), which defines PY.
+# Image names and tags are defined here once; tests check the kind overlay and CI agree.
+
+KIND ?= kind
+KUBECTL ?= kubectl
+DOCKER ?= docker
+PY ?= .venv/bin/python
+
+KIND_CLUSTER := ct-triage
+KIND_NAMESPACE := ct-triage
+KIND_OVERLAY := kube-config/overlays/kind
+GATEWAY_IMAGE := ct-triage/gateway:dev
+TFS_IMAGE := ct-triage/tf-serving:dev
+METRICS_SERVER_VERSION := v0.7.2
+METRICS_SERVER_URL := https://github.com/kubernetes-sigs/metrics-server/releases/download/$(METRICS_SERVER_VERSION)/components.yaml
+KIND_PF_PORT ?= 9696
+KIND_ROLLOUT_TIMEOUT ?= 300s
+KIND_CTX := --context kind-$(KIND_CLUSTER)
+
+.PHONY: kind-up images kind-load deploy port-forward kind-smoke kind-logs kind-down
+
+kind-up: ## create the kind cluster (if absent) with metrics-server for the HPAs
+	@if $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \
+		echo "kind cluster $(KIND_CLUSTER) exists"; \
+	else \
+		$(KIND) create cluster --config kind-config.yaml --name $(KIND_CLUSTER) --wait 120s; \
+	fi
+	$(KUBECTL) $(KIND_CTX) apply -f $(METRICS_SERVER_URL)
+	@# kind's kubelets serve self-signed certificates; metrics-server must skip verifying them.
+	@if ! $(KUBECTL) $(KIND_CTX) -n kube-system get deploy metrics-server \
+		-o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q kubelet-insecure-tls; then \
+		$(KUBECTL) $(KIND_CTX) -n kube-system patch deploy metrics-server --type=json \
+			-p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'; \
+	fi
+	$(KUBECTL) $(KIND_CTX) -n kube-system rollout status deploy/metrics-server --timeout=180s
+
+images: ## build the gateway and TF Serving images
+	$(DOCKER) build -t $(GATEWAY_IMAGE) gateway
+	$(DOCKER) build -t $(TFS_IMAGE) model-server
+
+kind-load: ## copy the local images into the kind nodes
+	$(KIND) load docker-image --name $(KIND_CLUSTER) $(GATEWAY_IMAGE) $(TFS_IMAGE)
+
+deploy: ## apply the kind overlay
+	$(KUBECTL) $(KIND_CTX) apply -k $(KIND_OVERLAY)
+
+port-forward: ## gateway on http://127.0.0.1:$(KIND_PF_PORT) (foreground)
+	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) port-forward svc/gateway $(KIND_PF_PORT):80
+
+# What went wrong: pods, events, descriptions and logs (a command list, used by two targets).
+define KIND_DUMP
+$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) get all,hpa,pdb,networkpolicy -o wide; \
+$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) get events --sort-by=.lastTimestamp; \
+$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) describe deploy,pods; \
+$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) logs -l app.kubernetes.io/part-of=ct-triage \
+	--all-containers --prefix --tail=200
+endef
+
+kind-logs: ## show pods, events, descriptions and logs in the namespace
+	-$(KIND_DUMP)
+
+# The whole chain. The port-forward runs in the background and is killed however the smoke ends;
+# rollouts restart so pods pick up freshly loaded images with the same tag.
+kind-smoke: kind-up images kind-load deploy ## deploy to kind and run scripts/smoke.py against it
+	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout restart deploy/tf-serving deploy/gateway
+	@if ! { $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/tf-serving --timeout=$(KIND_ROLLOUT_TIMEOUT) && \
+	       $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/gateway --timeout=$(KIND_ROLLOUT_TIMEOUT); }; then \
+		$(KIND_DUMP) || true; exit 1; \
+	fi; \
+	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) port-forward svc/gateway $(KIND_PF_PORT):80 >/tmp/ct-triage-pf.log 2>&1 & \
+	pf=$$!; trap 'kill $$pf 2>/dev/null || true' EXIT; \
+	if ! $(PY) scripts/smoke.py --base-url http://127.0.0.1:$(KIND_PF_PORT) \
+		--kube --namespace $(KIND_NAMESPACE) --context kind-$(KIND_CLUSTER); then \
+		cat /tmp/ct-triage-pf.log; $(KIND_DUMP) || true; exit 1; \
+	fi
+
+kind-down: ## delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)

@@ -1,0 +1,271 @@
+"""Smoke-test a running gateway end to end: health, readiness, one prediction per served model.
+
+    python scripts/smoke.py --base-url http://127.0.0.1:9696
+    python scripts/smoke.py --base-url http://127.0.0.1:9696 --kube --namespace ct-triage
+
+The image is synthetic (drawn in memory), so no dataset is needed. With --kube the script first
+waits for the Deployments in the namespace to finish rolling out (kubernetes Python client) and
+prints pod states and logs when anything fails. Exit status 0 when every check passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+PROBABILITY_SUM_TOLERANCE = 1e-3
+DEFAULT_DEPLOYMENTS = ("tf-serving", "gateway")
+
+
+class SmokeError(Exception):
+    """A check failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: object  # parsed JSON, or the raw text when the body is not JSON
+
+
+def synthetic_png(size: int = 128) -> bytes:
+    """A greyscale 'scan': dark background, a bright ellipse and a smaller blob."""
+    image = Image.new("L", (size, size), 10)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((size // 8, size // 6, size * 7 // 8, size * 5 // 6), fill=170)
+    draw.ellipse((size // 3, size // 3, size // 2, size // 2), fill=240)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def multipart(field: str, filename: str, content: bytes, content_type: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+        f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n'
+    ).encode()
+    body = head + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def request(
+    url: str, data: bytes | None = None, content_type: str = "", timeout: float = 10.0
+) -> Reply:
+    """One HTTP call; HTTP error statuses are returned, connection failures raise SmokeError."""
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise SmokeError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
+    text = raw.decode("utf-8", "replace")
+    try:
+        return Reply(status, json.loads(text))
+    except json.JSONDecodeError:
+        return Reply(status, text)
+
+
+def wait_for(url: str, timeout: float, accept: Callable[[Reply], bool]) -> Reply:
+    """Poll url until accept(reply) or timeout; the error names the last answer seen."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            reply = request(url, timeout=min(5.0, max(timeout, 0.5)))
+            if accept(reply):
+                return reply
+            last = f"HTTP {reply.status}: {json.dumps(reply.body)[:500]}"
+        except SmokeError as err:
+            last = str(err)
+        if time.monotonic() >= deadline:
+            raise SmokeError(f"{url} not ready after {timeout:.0f} s; last: {last}")
+        time.sleep(0.5)
+
+
+def check_health(base: str, timeout: float) -> None:
+    wait_for(f"{base}/healthz", timeout, lambda r: r.status == 200)
+    print("ok   GET /healthz -> 200")
+    reply = wait_for(f"{base}/readyz", timeout, lambda r: r.status == 200)
+    print(f"ok   GET /readyz -> 200 {json.dumps(reply.body)[:200]}")
+
+
+def list_models(base: str) -> list[dict]:
+    reply = request(f"{base}/v1/models")
+    if reply.status != 200:
+        raise SmokeError(f"GET /v1/models -> HTTP {reply.status}: {reply.body}")
+    models = reply.body.get("models") if isinstance(reply.body, dict) else None
+    if not isinstance(models, list) or not models:
+        raise SmokeError(f'GET /v1/models: expected {{"models": [...]}} (non-empty): {reply.body}')
+    for model in models:
+        if not isinstance(model, dict) or not {"task", "version", "labels"} <= model.keys():
+            raise SmokeError(f"GET /v1/models: entry without task/version/labels: {model}")
+    print(f"ok   GET /v1/models -> {', '.join(m['task'] for m in models)}")
+    return models
+
+
+def check_prediction(model: dict, body: object) -> None:
+    """The answer's shape: model, version, a known label, probabilities summing to 1."""
+    task, labels = model["task"], list(model["labels"])
+    if not isinstance(body, dict):
+        raise SmokeError(f"{task}: answer is not a JSON object: {body}")
+    if body.get("model") != task:
+        raise SmokeError(f"{task}: answer names model {body.get('model')!r}")
+    if not isinstance(body.get("version"), int) or body["version"] < 1:
+        raise SmokeError(f"{task}: version {body.get('version')!r} is not a positive integer")
+    if body.get("label") not in labels:
+        raise SmokeError(f"{task}: label {body.get('label')!r} is not one of {labels}")
+    probs = body.get("probabilities")
+    if not isinstance(probs, dict) or sorted(probs) != sorted(labels):
+        raise SmokeError(f"{task}: probabilities {probs} do not cover exactly {labels}")
+    values = list(probs.values())
+    if not all(isinstance(p, int | float) and 0.0 <= p <= 1.0 for p in values):
+        raise SmokeError(f"{task}: probabilities outside [0, 1]: {probs}")
+    if not math.isclose(sum(values), 1.0, abs_tol=PROBABILITY_SUM_TOLERANCE):
+        raise SmokeError(f"{task}: probabilities sum to {sum(values):.6f}, not 1")
+    check_binary(model, body)
+
+
+def check_binary(model: dict, body: dict) -> None:
+    positive_label = model.get("positive_label")
+    if positive_label is None:
+        if "positive" in body:
+            raise SmokeError(f"{model['task']}: multi-class answer carries 'positive'")
+        return
+    if not isinstance(body.get("positive"), bool):
+        raise SmokeError(f"{model['task']}: binary answer without a boolean 'positive': {body}")
+    if body["positive"] != (body["label"] == positive_label):
+        raise SmokeError(
+            f"{model['task']}: positive={body['positive']} disagrees with label {body['label']!r}"
+        )
+
+
+def predict_all(base: str, models: list[dict], image: bytes) -> None:
+    for model in models:
+        data, content_type = multipart("image", "smoke.png", image, "image/png")
+        url = f"{base}/v1/models/{model['task']}:predict"
+        reply = request(url, data, content_type, timeout=30.0)
+        if reply.status != 200:
+            raise SmokeError(f"POST {url} -> HTTP {reply.status}: {reply.body}")
+        check_prediction(model, reply.body)
+        print(f"ok   {model['task']}: v{reply.body['version']} label={reply.body['label']}")
+
+
+def run_http_checks(base: str, timeout: float) -> None:
+    check_health(base, timeout)
+    predict_all(base, list_models(base), synthetic_png())
+
+
+class Kube:
+    """Rollout checks and diagnostics through the kubernetes Python client."""
+
+    def __init__(self, namespace: str, context: str | None) -> None:
+        from kubernetes import client, config
+
+        try:
+            config.load_kube_config(context=context)
+        except Exception as err:  # missing file, unknown context: one clear line
+            raise SmokeError(
+                f"cannot load kubeconfig (context {context or 'current'}): {err}"
+            ) from None
+        self.api_error = client.ApiException
+        self.namespace = namespace
+        self.apps = client.AppsV1Api()
+        self.core = client.CoreV1Api()
+
+    def rollout_pending(self, name: str) -> str | None:
+        """None when the Deployment is fully rolled out, else what it is waiting for."""
+        try:
+            dep = self.apps.read_namespaced_deployment(name, self.namespace)
+        except self.api_error as err:
+            raise SmokeError(
+                f"deployment/{name} in {self.namespace}: {err.status} {err.reason}"
+            ) from None
+        want, status = dep.spec.replicas or 0, dep.status
+        if (status.observed_generation or 0) < dep.metadata.generation:
+            return "spec change not observed yet"
+        for what, have in (
+            ("updated", status.updated_replicas),
+            ("available", status.available_replicas),
+            ("total", status.replicas),
+        ):
+            if (have or 0) != want:
+                return f"{have or 0}/{want} replicas {what}"
+        return None
+
+    def wait_rollouts(self, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while (pending := self.rollout_pending(name)) is not None:
+                if time.monotonic() >= deadline:
+                    raise SmokeError(
+                        f"deployment/{name} not rolled out in {timeout:.0f} s: {pending}"
+                    )
+                time.sleep(2)
+            print(f"ok   deployment/{name} rolled out")
+
+    def dump(self) -> None:
+        for pod in self.core.list_namespaced_pod(self.namespace).items:
+            name = pod.metadata.name
+            print(f"--- pod {name}: phase {pod.status.phase}", file=sys.stderr)
+            for cond in pod.status.conditions or []:
+                print(f"    {cond.type}={cond.status} {cond.message or ''}", file=sys.stderr)
+            for container in pod.spec.containers:
+                try:
+                    log = self.core.read_namespaced_pod_log(
+                        name, self.namespace, container=container.name, tail_lines=100
+                    )
+                except Exception as err:  # a crashed or pending pod has no log: say so
+                    log = f"(no log: {err})"
+                print(f"--- log {name}/{container.name}:\n{log}", file=sys.stderr)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", required=True, help="gateway URL, e.g. http://127.0.0.1:9696")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for readiness"
+    )
+    parser.add_argument(
+        "--kube", action="store_true", help="wait for rollouts; dump pods on failure"
+    )
+    parser.add_argument("--namespace", default="ct-triage")
+    parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
+    parser.add_argument("--deployments", default=",".join(DEFAULT_DEPLOYMENTS))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = args.base_url.rstrip("/")
+    kube = None
+    try:
+        if args.kube:
+            kube = Kube(args.namespace, args.context)
+            kube.wait_rollouts([d for d in args.deployments.split(",") if d], args.timeout)
+        run_http_checks(base, args.timeout)
+    except SmokeError as err:
+        print(f"FAIL {err}", file=sys.stderr)
+        if kube:
+            kube.dump()
+        return 1
+    print("smoke test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
