@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.routing import BaseConverter
 
 from gateway import intake, logs, metrics
 from gateway.config import Settings
@@ -14,10 +15,17 @@ from gateway.service import Gateway
 EXTENSION = "ct_gateway"
 
 
+class TaskConverter(BaseConverter):
+    """A model name: no '/' or ':', so GET /v1/models/x:predict is a 405, not model 'x:predict'."""
+
+    regex = "[^/:]+"
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     app = Flask(__name__)
+    app.url_map.converters["task"] = TaskConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # keep probabilities in label order
     gateway = Gateway(settings)
@@ -32,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _register_routes(app: Flask, gateway: Gateway) -> None:
     settings = gateway.settings
 
-    @app.post("/v1/models/<task>:predict")
+    @app.post("/v1/models/<task:task>:predict")
     def predict(task: str):
         gateway.check_task(task)  # 404 before reading a body for a model we do not serve
         return jsonify(gateway.predict(task, intake.read_image(request, settings)))
@@ -46,7 +54,7 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def list_models():
         return jsonify({"models": gateway.models()})
 
-    @app.get("/v1/models/<task>")
+    @app.get("/v1/models/<task:task>")
     def show_model(task: str):
         return jsonify(gateway.model(task))
 
