@@ -44,10 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_local_config(config: Path, models_root: Path, grpc_port: int) -> Path:
-    """The config with local absolute base_paths, in a temp file (one per port, overwritten)."""
+def write_local_config(config: Path, models_root: Path) -> Path:
+    """The config with local absolute base_paths, in a temp file named after this process
+    (which becomes the server's: exec keeps the pid)."""
     text = render_config(config, {IMAGE_MODELS_ROOT: models_root})
-    path = Path(tempfile.gettempdir()) / f"ct-triage-models-{grpc_port}.config"
+    path = Path(tempfile.gettempdir()) / f"ct-triage-models-{os.getpid()}.config"
     path.write_text(text)
     return path
 
@@ -72,7 +73,7 @@ def build_command(args: argparse.Namespace, config_file: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        config_file = write_local_config(args.config, args.models_root, args.grpc_port)
+        config_file = write_local_config(args.config, args.models_root)
     except ConfigError as err:
         sys.exit(f"run_local: {err}")
     command = build_command(args, config_file)
