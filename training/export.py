@@ -24,14 +24,18 @@ def next_version(task_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _serving_functions(model, labels, size, channels, threshold, positive_index, temperature):
+def _serving_functions(model, labels, size, channels, threshold, positive_index, temperature,
+                       flip_tta):
     label_tensor = tf.constant([str(label) for label in labels])
     image_spec = tf.TensorSpec([None, size, size, channels], tf.uint8, name=mc.INPUT_KEY)
 
     @tf.function(input_signature=[image_spec])
     def serve(image):
         # Normalisation lives in the graph: the gateway sends raw uint8 pixels.
-        logits = model(tf.cast(image, tf.float32) / 255.0, training=False)
+        pixels = tf.cast(image, tf.float32) / 255.0
+        logits = model(pixels, training=False)
+        if flip_tta:  # test-time augmentation: average with the left-right mirror image
+            logits = (logits + model(tf.reverse(pixels, axis=[2]), training=False)) / 2.0
         return {mc.PROBABILITIES_KEY: tf.nn.softmax(tf.cast(logits, tf.float32) / temperature)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name=mc.INFO_INPUT_KEY)])
@@ -79,6 +83,7 @@ def export_model(
     temperature: float = 1.0,
     model_card: str | None = None,
     version: int | None = None,
+    flip_tta: bool = False,
 ) -> Path:
     """Write `model` (logits out, float [0,1] pixels in) as a new version; returns its directory."""
     import keras
@@ -89,7 +94,7 @@ def export_model(
     if version_dir.exists():
         raise FileExistsError(f"{version_dir} exists; model versions are immutable")
     serve, model_info = _serving_functions(
-        model, labels, size, channels, threshold, positive_index, temperature
+        model, labels, size, channels, threshold, positive_index, temperature, flip_tta
     )
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -1,0 +1,55 @@
+# ct-triage: `make run` serves the committed models locally; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt gateway/requirements.txt | sha256sum | cut -c1-12)
+TASK ?= brain-stroke
+DATA ?=
+ARGS ?=
+
+.PHONY: help venv run test lint format train audit protos clean
+
+help:
+	@echo "make run     - start the local model server + gateway on :9696 (Ctrl-C stops both)"
+	@echo "make test    - the whole test suite"
+	@echo "make train TASK=brain-stroke|brain-tumor|spine-fracture [DATA=folder] [ARGS=...]"
+	@echo "make audit TASK=... [DATA=folder]   - dataset audit report"
+	@echo "make lint / format / protos / kind-smoke (see docs/kubernetes.md)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt gateway/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+run: venv
+	$(PY) scripts/run_stack.py
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+train: venv
+	$(PY) -m training.train --task $(TASK) $(if $(DATA),--data $(DATA)) $(ARGS)
+
+audit: venv
+	$(PY) -m training.audit --task $(TASK) $(if $(DATA),--data $(DATA))
+
+# Regenerate the gateway's TF-free protobuf module (tests/test_tfs_protos.py checks it is current).
+protos: venv
+	$(PY) -m grpc_tools.protoc -Igateway/protos --python_out=gateway --pyi_out=gateway gateway/protos/tfs_api.proto
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+
+-include mk/kind.mk

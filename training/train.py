@@ -1,0 +1,279 @@
+"""Train, calibrate, evaluate and export one task: `make train TASK=<task> [DATA=...]`.
+
+audit -> leakage-free split -> pixels via gateway.preprocess -> train (augmentation, class weights,
+early stopping, fixed seeds) -> temperature scaling -> threshold (two-class tasks) -> report ->
+SavedModel export under model-server/models/<task>/<version>/ with model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import evaluate as ev
+from training.audit import run_audit, to_markdown
+from training.data import DEFAULT_DATA_ROOT, REPO, load_pixels
+from training.split import grouped_split
+from training.tasks import TaskSpec, get_task
+
+MODELS_ROOT = REPO / "model-server" / "models"
+REPORTS_ROOT = REPO / "training" / "reports"
+CHECKPOINTS = REPO / "build" / "checkpoints"
+EDGE_SLICE_WEIGHT = 0.4  # stroke scans: weight of skull-base/vertex slices (label may not show)
+EDGE_FRACTION = 0.2  # ... the first and last 20% of a scan's slices
+SCAN_TOP_FRACTION = 0.25  # scan verdict: mean of the top quarter of its slice probabilities
+
+
+@dataclass
+class Prepared:
+    labels: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    w_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    scans_val: np.ndarray | None
+    split_summary: dict
+    audit_md: str
+    split_files: dict
+
+
+def slice_weights(records, idx, task: TaskSpec) -> np.ndarray:
+    """Down-weight edge slices of positive scans: per-scan labels make them noisy positives."""
+    weights = np.ones(len(idx), np.float32)
+    if not task.grouped_by_scan or task.positive_label is None:
+        return weights
+    by_scan: dict[str, list[int]] = {}
+    for k, i in enumerate(idx):
+        by_scan.setdefault(records[i].scan, []).append(k)
+    for ks in by_scan.values():
+        if records[idx[ks[0]]].label != task.positive_label:
+            continue
+        order = sorted(ks, key=lambda k: _slice_number(records[idx[k]].path.name))
+        n_edge = int(EDGE_FRACTION * len(order))
+        for k in order[:n_edge] + order[len(order) - n_edge:]:
+            weights[k] = EDGE_SLICE_WEIGHT
+    return weights
+
+
+def _slice_number(name: str) -> int:
+    digits = name.rsplit("(", 1)[-1].split(")")[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+def prepare(task: TaskSpec, data: Path, size: int, seed: int, max_per_class: int | None) -> Prepared:
+    audit = run_audit(data, task)
+    split = grouped_split(audit, task.val_fraction, seed)
+    records = audit.records
+    labels = sorted({records[i].label for i in split.train + split.val})
+    if max_per_class:  # tiny runs (tests): a few images per class, still leakage-free
+        split.train = _cap(split.train, records, max_per_class)
+        split.val = _cap(split.val, records, max_per_class)
+    index = {lab: k for k, lab in enumerate(labels)}
+    x_train = load_pixels([records[i] for i in split.train], size, task.channels)
+    x_val = load_pixels([records[i] for i in split.val], size, task.channels)
+    rel = lambda i: str(records[i].path.relative_to(data))  # noqa: E731
+    return Prepared(
+        labels=labels,
+        x_train=x_train,
+        y_train=np.array([index[records[i].label] for i in split.train]),
+        w_train=slice_weights(records, split.train, task),
+        x_val=x_val,
+        y_val=np.array([index[records[i].label] for i in split.val]),
+        scans_val=np.array([records[i].scan for i in split.val]) if task.grouped_by_scan else None,
+        split_summary=split.summary([r.label for r in records]),
+        audit_md=to_markdown(audit.findings, data, task.name),
+        split_files={"train": [rel(i) for i in split.train], "val": [rel(i) for i in split.val],
+                     "dropped": {k: [rel(i) for i in v] for k, v in split.dropped.items()}},
+    )
+
+
+def _cap(idx, records, n):
+    seen: dict[str, int] = {}
+    out = []
+    for i in idx:
+        if seen.get(records[i].label, 0) < n:
+            seen[records[i].label] = seen.get(records[i].label, 0) + 1
+            out.append(i)
+    return out
+
+
+def fit(p: Prepared, arch: str, size: int, channels: int, epochs: int, seed: int,
+        init_from: Path | None, batch_size: int, patience: int):
+    import keras
+    import tensorflow as tf
+
+    from training.models import augmenter, build
+
+    keras.utils.set_random_seed(seed)
+    model = build(arch, size, channels, len(p.labels))
+    if init_from:
+        transfer_backbone(model, init_from)
+    counts = np.bincount(p.y_train, minlength=len(p.labels)).astype(np.float64)
+    class_w = (counts.sum() / (len(counts) * np.maximum(counts, 1)))[p.y_train]
+    weights = (p.w_train * class_w).astype(np.float32)
+    aug = augmenter(seed)
+    binary = len(p.labels) == 2
+
+    def to_train(x, y, w):
+        x = aug(tf.cast(x, tf.float32) / 255.0, training=True)
+        return tf.clip_by_value(x, 0.0, 1.0), tf.one_hot(y, len(p.labels)), w
+
+    train_ds = (tf.data.Dataset.from_tensor_slices((p.x_train, p.y_train, weights))
+                .shuffle(len(p.y_train), seed=seed).batch(batch_size)
+                .map(to_train, num_parallel_calls=2).prefetch(2))
+    val_ds = tf.data.Dataset.from_tensor_slices(
+        (tf.cast(p.x_val, tf.float32) / 255.0, tf.one_hot(p.y_val, len(p.labels)))).batch(64)
+    steps = max(1, epochs * int(np.ceil(len(p.y_train) / batch_size)))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(2e-3, steps),
+                                         weight_decay=1e-4),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.05),
+        metrics=["accuracy", keras.metrics.AUC(name="auc", from_logits=True,
+                                               multi_label=not binary)],
+    )
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc" if binary else "val_loss",
+                                         mode="max" if binary else "min", patience=patience,
+                                         restore_best_weights=True)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stop], verbose=2)
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def transfer_backbone(model, checkpoint: Path) -> None:
+    """Initialise every layer but the classifier from one of the project's own checkpoints."""
+    from training.models import build
+
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    source = build(meta["arch"], meta["size"], meta["channels"], meta["n_classes"])
+    source.load_weights(checkpoint)
+    for dst, src in zip(model.layers[:-1], source.layers[:-1], strict=True):
+        dst.set_weights(src.get_weights())
+    print(f"initialised from {checkpoint} (all layers but the classifier)", flush=True)
+
+
+def save_checkpoint(model, task: str, arch: str, size: int, channels: int, n_classes: int) -> Path:
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    path = CHECKPOINTS / f"{task}-{arch}-{size}.weights.h5"
+    model.save_weights(path)
+    path.with_suffix(".json").write_text(json.dumps(
+        {"arch": arch, "size": size, "channels": channels, "n_classes": n_classes}))
+    return path
+
+
+def predict_logits(model, x: np.ndarray, flip_tta: bool) -> np.ndarray:
+    xf = x.astype(np.float32) / 255.0
+    logits = model.predict(xf, batch_size=64, verbose=0)
+    if flip_tta:
+        logits = (logits + model.predict(xf[:, :, ::-1], batch_size=64, verbose=0)) / 2
+    return logits
+
+
+def measure_latency(version_dir: Path, size: int, channels: int, runs: int = 100) -> dict:
+    """Forward pass of the exported SavedModel at batch 1 on this CPU (median and p95, ms)."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, channels), np.uint8))
+    for _ in range(10):
+        fn(image=x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn(image=x)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
+
+
+def evaluate(p: Prepared, logits: np.ndarray, task: TaskSpec) -> tuple[dict, np.ndarray]:
+    """Validation metrics after temperature scaling; also returns the calibrated probabilities."""
+    temperature = ev.fit_temperature(logits, p.y_val)
+    probs = ev.calibrated(logits, temperature)
+    out = {
+        "temperature": temperature,
+        "ece_before": ev.expected_calibration_error(ev.calibrated(logits, 1.0), p.y_val),
+        "ece": ev.expected_calibration_error(probs, p.y_val),
+        "auc": ev.auc(p.y_val, probs),
+        "auc_ci95": ev.bootstrap_ci(ev.auc, p.y_val, probs, p.scans_val),
+        **ev.classification_metrics(p.y_val, probs, p.labels),
+    }
+    if task.positive_label is not None and len(p.labels) == 2:
+        pos = p.labels.index(task.positive_label)
+        scores, positive = probs[:, pos], p.y_val == pos
+        out["positive_index"] = pos
+        out["threshold"] = ev.sensitivity_threshold(scores, positive)
+        out["at_threshold"] = ev.binary_at(scores, positive, out["threshold"])
+        if p.scans_val is not None:
+            out["scan_level"] = scan_level(scores, positive, p.scans_val)
+    return out, probs
+
+
+def scan_level(scores, positive, scans) -> dict:
+    ids, agg = ev.aggregate_scans(scores, scans, SCAN_TOP_FRACTION)
+    truth = np.array([positive[scans == s][0] for s in ids])
+    threshold = ev.sensitivity_threshold(agg, truth)
+    probs2 = np.stack([1 - agg, agg], axis=1)
+    return {
+        "rule": f"mean of the top {SCAN_TOP_FRACTION:.0%} slice probabilities of the scan",
+        "scans": int(len(ids)),
+        "auc": float(ev.auc(truth.astype(int), probs2)) if len(set(truth)) == 2 else float("nan"),
+        "threshold": threshold,
+        "at_threshold": ev.binary_at(agg, truth, threshold),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data", type=Path, help="default: ../shared/datasets/<task folder>")
+    parser.add_argument("--arch", default="plain_cnn")
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--init-from", type=Path, help="a project checkpoint (build/checkpoints)")
+    parser.add_argument("--flip-tta", action="store_true", help="average logits with the mirror image")
+    parser.add_argument("--max-per-class", type=int, help="tiny runs: cap images per class and side")
+    parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
+    parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
+    args = parser.parse_args(argv)
+    run(args, " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+
+
+def run(args, command: str) -> Path:
+    from training.export import export_model, next_version
+    from training.report import write_report
+
+    task = get_task(args.task)
+    data = args.data or DEFAULT_DATA_ROOT / task.dataset_dir
+    size, epochs = args.size or task.size, args.epochs or task.epochs
+    started = time.time()
+    p = prepare(task, data, size, args.seed, args.max_per_class)
+    print(json.dumps(p.split_summary), flush=True)
+    model, history = fit(p, args.arch, size, task.channels, epochs, args.seed, args.init_from,
+                         args.batch_size, args.patience)
+    checkpoint = save_checkpoint(model, task.name, args.arch, size, task.channels, len(p.labels))
+    metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
+    version = next_version(args.models_root / task.name)
+    version_dir = export_model(
+        model, args.models_root, task.name, p.labels, size, task.channels,
+        threshold=metrics.get("threshold", -1.0), positive_index=metrics.get("positive_index", -1),
+        temperature=metrics["temperature"], version=version, flip_tta=args.flip_tta,
+    )
+    metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
+    metrics["train_minutes"] = (time.time() - started) / 60
+    report_dir = args.reports_root / task.name / f"v{version}"
+    write_report(report_dir, version_dir, task, p, metrics, probs, history, command)
+    print(f"exported {version_dir}; report {report_dir}", flush=True)
+    return version_dir
+
+
+if __name__ == "__main__":
+    main()
