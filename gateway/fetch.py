@@ -149,7 +149,10 @@ def parse_url(url: str) -> Target:
         raise _forbidden("only http and https URLs are accepted")
     if not rest.startswith("//"):
         raise _invalid("the URL has no host")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _invalid("the URL is malformed") from None
     if "@" in parts.netloc:
         raise _forbidden("URLs with credentials (user:password@host) are not accepted")
     host_text, port_text = _split_netloc(parts.netloc)
@@ -442,7 +445,10 @@ def _request(
     with _Watchdog(deadline) as watchdog:
         conn = _connect(target, addresses, deadline, watchdog)
         try:
-            return _exchange(conn, target, settings.max_request_bytes, deadline)
+            answer = _exchange(conn, target, settings.max_request_bytes, watchdog)
+            if watchdog.fired:  # a read cut short by the watchdog looks like a clean EOF
+                raise _timeout()
+            return answer
         except (OSError, http.client.HTTPException) as exc:
             if watchdog.fired or time.monotonic() >= deadline or isinstance(exc, TimeoutError):
                 raise _timeout() from None
@@ -452,7 +458,7 @@ def _request(
             conn.close()
 
 
-def _exchange(conn: _PinnedConnection, target: Target, cap: int, deadline: float) -> _Answer:
+def _exchange(conn: _PinnedConnection, target: Target, cap: int, watchdog: _Watchdog) -> _Answer:
     conn.putrequest("GET", target.request_target, skip_accept_encoding=True)
     conn.putheader("User-Agent", USER_AGENT)
     conn.putheader("Accept", "image/*, application/dicom, application/octet-stream")
@@ -460,12 +466,14 @@ def _exchange(conn: _PinnedConnection, target: Target, cap: int, deadline: float
     conn.putheader("Connection", "close")
     conn.endheaders()
     resp = conn.getresponse()
+    if watchdog.fired:
+        raise _timeout()
     if resp.status in REDIRECT_STATUSES:
         return _Answer(resp.status, location=resp.getheader("Location"))
     if resp.status not in OK_STATUSES:
         raise ApiError(422, "url_bad_status", f"the image URL answered HTTP {resp.status}")
     _check_content_type(resp.getheader("Content-Type"))
-    return _Answer(resp.status, body=_read_capped(resp, cap, deadline))
+    return _Answer(resp.status, body=_read_capped(resp, cap, watchdog))
 
 
 def _check_content_type(value: str | None) -> None:
@@ -485,7 +493,7 @@ def _too_large(cap: int) -> ApiError:
     return ApiError(413, "url_too_large", f"the image at the URL is larger than {cap} bytes")
 
 
-def _read_capped(resp: http.client.HTTPResponse, cap: int, deadline: float) -> bytes:
+def _read_capped(resp: http.client.HTTPResponse, cap: int, watchdog: _Watchdog) -> bytes:
     declared = (resp.getheader("Content-Length") or "").strip()
     if declared.isdigit() and int(declared) > cap:
         raise _too_large(cap)
@@ -495,9 +503,13 @@ def _read_capped(resp: http.client.HTTPResponse, cap: int, deadline: float) -> b
         total += len(chunk)
         if total > cap:
             raise _too_large(cap)
-        if time.monotonic() >= deadline:
+        if watchdog.fired:
             raise _timeout()
         chunks.append(chunk)
+    if watchdog.fired:
+        raise _timeout()
+    if resp.length:  # read1 ends quietly when the server closes before Content-Length bytes
+        raise http.client.IncompleteRead(b"", resp.length)
     return b"".join(chunks)
 
 
