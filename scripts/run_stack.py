@@ -1,0 +1,71 @@
+"""`make run`: the local model server and the gateway in the foreground; Ctrl-C stops both.
+
+The model names come from model-server/models.config (the one list of served models), so the
+gateway is configured with exactly what the model server serves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "model-server"))
+
+from ct_standin.config import load_models  # noqa: E402
+from ct_standin.ports import GRPC_PORT  # noqa: E402
+
+STOP_TIMEOUT_S = 15
+
+
+def gateway_env(models: list[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CT_MODELS", ",".join(models))
+    env.setdefault("CT_MODEL_SERVER", f"localhost:{GRPC_PORT}")
+    return env
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for proc in processes:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    models = [m.name for m in load_models(REPO / "model-server" / "models.config")]
+    processes = [subprocess.Popen([sys.executable, str(REPO / "model-server" / "run_local.py")],
+                                  cwd=REPO)]
+    processes.append(subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO,
+                                      env=gateway_env(models)))
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"serving {', '.join(models)}: gateway on http://localhost:"
+          f"{os.environ.get('CT_PORT', '9696')} once /readyz answers 200", flush=True)
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        failed = next(p for p in processes if p.poll() is not None)
+        print(f"{failed.args[-1]} exited with {failed.returncode}; stopping", file=sys.stderr)
+        return failed.returncode or 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(processes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
