@@ -12,7 +12,9 @@ PROBABILITIES_KEY = "probabilities"  # float32 [batch, n_classes], calibrated
 INFO_SIGNATURE = "model_info"
 INFO_INPUT_KEY = "batch"  # int32 [batch]; any values, one row of info comes back per element
 LABELS_KEY = "labels"  # string [batch, n_classes]
-THRESHOLD_KEY = "threshold"  # float32 [batch]; probability of the positive class at/above which positive
+THRESHOLD_KEY = (
+    "threshold"  # float32 [batch]; probability of the positive class at/above which positive
+)
 POSITIVE_INDEX_KEY = "positive_index"  # int32 [batch]; -1 for tasks without a positive class
 
 TASKS = ("brain-stroke", "brain-tumor", "spine-fracture")

@@ -45,7 +45,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             img = ImageOps.exif_transpose(img)
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError) as exc:
         raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
@@ -61,7 +65,9 @@ def _to_8bit(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))  # transparent -> black, like air in CT
+        background = Image.new(
+            "RGBA", rgba.size, (0, 0, 0, 255)
+        )  # transparent -> black, like air in CT
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in ("L", "RGB"):
         return img
@@ -69,7 +75,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 
 def to_model_input(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Letterbox to a square of `size` px (aspect kept, black padding), as uint8 [size, size, channels]."""
+    """Letterbox to a `size` px square (aspect kept, black padding): uint8 [size, size, ch]."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
     img = _to_8bit(img).convert("L" if channels == 1 else "RGB")

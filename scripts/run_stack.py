@@ -48,13 +48,18 @@ def _interrupt(signum, frame) -> None:
 
 def main() -> int:
     models = [m.name for m in load_models(REPO / "model-server" / "models.config")]
-    processes = [subprocess.Popen([sys.executable, str(REPO / "model-server" / "run_local.py")],
-                                  cwd=REPO)]
-    processes.append(subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO,
-                                      env=gateway_env(models)))
+    processes = [
+        subprocess.Popen([sys.executable, str(REPO / "model-server" / "run_local.py")], cwd=REPO)
+    ]
+    processes.append(
+        subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=gateway_env(models))
+    )
     signal.signal(signal.SIGTERM, _interrupt)
-    print(f"serving {', '.join(models)}: gateway on http://localhost:"
-          f"{os.environ.get('CT_PORT', '9696')} once /readyz answers 200", flush=True)
+    print(
+        f"serving {', '.join(models)}: gateway on http://localhost:"
+        f"{os.environ.get('CT_PORT', '9696')} once /readyz answers 200",
+        flush=True,
+    )
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)

@@ -48,7 +48,9 @@ def test_predict_response_typed_fields_and_content():
     resp = predict_pb2.PredictResponse()
     resp.model_spec.name = "m"
     resp.model_spec.version.value = 7
-    resp.outputs["probabilities"].CopyFrom(tf.make_tensor_proto(np.array([[0.25, 0.75]], np.float32)))
+    resp.outputs["probabilities"].CopyFrom(
+        tf.make_tensor_proto(np.array([[0.25, 0.75]], np.float32))
+    )
     resp.outputs["labels"].CopyFrom(tf.make_tensor_proto(np.array([[b"a", b"b"]])))
     mine = ours.PredictResponse.FromString(resp.SerializeToString())
     assert mine.model_spec.version.value == 7
@@ -76,7 +78,12 @@ def test_metadata_and_status_parse():
     assert packed.type_url.endswith("tensorflow.serving.SignatureDefMap")
     parsed = ours.SignatureDefMap.FromString(packed.value)
     got = parsed.signature_def["serving_default"].inputs["image"]
-    assert got.dtype == ours.DT_UINT8 and [d.size for d in got.tensor_shape.dim] == [-1, 128, 128, 1]
+    assert got.dtype == ours.DT_UINT8 and [d.size for d in got.tensor_shape.dim] == [
+        -1,
+        128,
+        128,
+        1,
+    ]
 
     status = get_model_status_pb2.GetModelStatusResponse()
     v = status.model_version_status.add(version=2, state=30)
@@ -89,8 +96,14 @@ def test_generated_module_is_current(tmp_path):
     """`make protos` output must match the committed gateway/tfs_api_pb2.py."""
     pytest.importorskip("grpc_tools")
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO / 'gateway/protos'}",
-         f"--python_out={tmp_path}", str(REPO / "gateway/protos/tfs_api.proto")],
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{REPO / 'gateway/protos'}",
+            f"--python_out={tmp_path}",
+            str(REPO / "gateway/protos/tfs_api.proto"),
+        ],
         check=True,
     )
     fresh = (tmp_path / "tfs_api_pb2.py").read_text()

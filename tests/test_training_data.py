@@ -45,8 +45,11 @@ def planted(tmp_path) -> Path:
     original = root / "train" / "a" / "train_a0.png"
     (root / "val" / "a" / "copy_of_a0.png").write_bytes(original.read_bytes())  # exact, across
     Image.open(root / "train" / "b" / "train_b1.png").convert("RGB").save(
-        root / "train" / "b" / "b1_again.jpg", quality=92)  # near, same label
-    Image.open(root / "train" / "a" / "train_a2.png").save(root / "val" / "b" / "a2_mislabelled.png")
+        root / "train" / "b" / "b1_again.jpg", quality=92
+    )  # near, same label
+    Image.open(root / "train" / "a" / "train_a2.png").save(
+        root / "val" / "b" / "a2_mislabelled.png"
+    )
     return root
 
 
@@ -55,8 +58,10 @@ def test_audit_finds_planted_duplicates(planted):
     f = result.findings
     assert f["images"] == 27
     assert f["exact_duplicate_groups"] == 2  # a0 copied; a2 saved again as identical PNG bytes
-    assert f["exact_pairs_by_kind"] == {"across splits, same label": 1,
-                                        "across splits, CONFLICTING labels": 1}
+    assert f["exact_pairs_by_kind"] == {
+        "across splits, same label": 1,
+        "across splits, CONFLICTING labels": 1,
+    }
     assert f["near_pairs_by_kind"].get("same split, same label", 0) >= 1
     clusters = {}
     for r, c in zip(result.records, result.cluster_of, strict=True):
@@ -71,7 +76,8 @@ def test_split_keeps_duplicates_together_and_drops_conflicts(planted):
     train, val = names(split.train), names(split.val)
     assert not train & val
     assert {"train_a2.png", "a2_mislabelled.png"} <= set(
-        result.records[i].path.name for i in split.dropped["conflicting labels among duplicates"])
+        result.records[i].path.name for i in split.dropped["conflicting labels among duplicates"]
+    )
     assert ({"train_b1.png", "b1_again.jpg"} <= train) or ({"train_b1.png", "b1_again.jpg"} <= val)
     # the exact copy stays with its original: one side only, and only one of the two is kept
     kept = {"train_a0.png", "copy_of_a0.png"} & (train | val)

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _kaggle_spine_folder(root, per_class: int = 6):
-    """The layout of the Kaggle 'Spine Fracture Prediction from C.T.' set: split/class/image, RGB."""
+    """The Kaggle 'Spine Fracture Prediction from C.T.' layout: split/class/image, RGB."""
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
         for label, shift in (("fracture", 60), ("normal", 0)):
@@ -35,9 +35,25 @@ def _kaggle_spine_folder(root, per_class: int = 6):
 def test_train_export_serve_predict(tmp_path):
     data = _kaggle_spine_folder(tmp_path / "data")
     models, reports = tmp_path / "models", tmp_path / "reports"
-    cmd = [PYTHON, "-m", "training.train", "--task", "spine-fracture", "--data", str(data),
-           "--epochs", "1", "--size", "32", "--batch-size", "4", "--models-root", str(models),
-           "--reports-root", str(reports)]
+    cmd = [
+        PYTHON,
+        "-m",
+        "training.train",
+        "--task",
+        "spine-fracture",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--size",
+        "32",
+        "--batch-size",
+        "4",
+        "--models-root",
+        str(models),
+        "--reports-root",
+        str(reports),
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -55,8 +71,9 @@ def test_train_export_serve_predict(tmp_path):
     split = json.loads((report_dir / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"])
 
-    server = start_model_server(write_models_config(tmp_path / "m.config", models,
-                                                    ["spine-fracture"]))
+    server = start_model_server(
+        write_models_config(tmp_path / "m.config", models, ["spine-fracture"])
+    )
     try:
         _predict_and_check(server.target, data, metrics["threshold"])
     finally:
@@ -82,6 +99,9 @@ def _predict_and_check(target: str, data, threshold: float) -> None:
         info.model_spec.signature_name = mc.INFO_SIGNATURE
         info.inputs[mc.INFO_INPUT_KEY].CopyFrom(tf.make_tensor_proto(np.zeros(1, np.int32)))
         out = stub.Predict(info, timeout=30).outputs
-        assert [s.decode() for s in tf.make_ndarray(out[mc.LABELS_KEY])[0]] == ["fracture", "normal"]
+        assert [s.decode() for s in tf.make_ndarray(out[mc.LABELS_KEY])[0]] == [
+            "fracture",
+            "normal",
+        ]
         assert tf.make_ndarray(out[mc.THRESHOLD_KEY])[0] == pytest.approx(threshold)
         assert tf.make_ndarray(out[mc.POSITIVE_INDEX_KEY])[0] == 0

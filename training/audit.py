@@ -24,7 +24,7 @@ NEAR_DUP_MAX_BITS = 6  # Hamming distance (of 256) at or below which two images 
 
 
 def dhash(img: Image.Image) -> np.ndarray:
-    """Difference hash as 256 booleans: robust to re-encoding, rescaling and small intensity shifts."""
+    """Difference hash as 256 booleans: robust to re-encoding, rescaling, small intensity shifts."""
     small = img.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.BILINEAR)
     px = np.asarray(small, dtype=np.int16)
     return (px[:, 1:] > px[:, :-1]).reshape(-1)
@@ -47,13 +47,15 @@ def file_facts(path: Path) -> FileFacts:
         return FileFacts(hashlib.sha256(data).hexdigest(), size, mode, fmt, dhash(img))
 
 
-def near_duplicate_pairs(bits: np.ndarray, max_bits: int = NEAR_DUP_MAX_BITS) -> list[tuple[int, int]]:
+def near_duplicate_pairs(
+    bits: np.ndarray, max_bits: int = NEAR_DUP_MAX_BITS
+) -> list[tuple[int, int]]:
     """Index pairs (i < j) whose hashes differ in at most `max_bits` bits."""
     packed = np.packbits(bits, axis=1).view(np.uint64)  # [N, 4]
     pairs = []
     chunk = 512
     for start in range(0, len(packed), chunk):
-        block = packed[start:start + chunk]
+        block = packed[start : start + chunk]
         dist = np.bitwise_count(block[:, None, :] ^ packed[None, :, :]).sum(axis=2)
         rows, cols = np.nonzero(dist <= max_bits)
         for r, c in zip(rows + start, cols, strict=True):
@@ -119,11 +121,17 @@ def run_audit(root: Path, task: TaskSpec) -> AuditResult:
         by_hash[f.sha256].append(i)
     exact_groups = [g for g in by_hash.values() if len(g) > 1]
     exact_pairs = [(g[0], o) for g in exact_groups for o in g[1:]]
-    exact_set = {frozenset(p) for g in exact_groups for p in
-                 ((a, b) for a in g for b in g if a < b)}
-    near = [p for p in near_duplicate_pairs(np.stack([f.bits for f in facts]))
-            if frozenset(p) not in exact_set]
-    result = AuditResult(records, facts, exact_groups, near, _clusters(len(records), exact_groups, near))
+    exact_set = {
+        frozenset(p) for g in exact_groups for p in ((a, b) for a in g for b in g if a < b)
+    }
+    near = [
+        p
+        for p in near_duplicate_pairs(np.stack([f.bits for f in facts]))
+        if frozenset(p) not in exact_set
+    ]
+    result = AuditResult(
+        records, facts, exact_groups, near, _clusters(len(records), exact_groups, near)
+    )
     result.findings = summarise(result, exact_pairs)
     return result
 
@@ -151,7 +159,9 @@ def summarise(result: AuditResult, exact_pairs) -> dict:
         "scans_per_label": {lab: len(s) for lab, s in sorted(scans.items())},
         "labels_shared_by_a_scan": sorted(
             s for s in set().union(*scans.values()) if sum(s in v for v in scans.values()) > 1
-        ) if scans else [],
+        )
+        if scans
+        else [],
     }
 
 
@@ -171,18 +181,22 @@ def to_markdown(findings: dict, root: Path, task: str) -> str:
         f"## Near duplicates (dHash-256, <= {NEAR_DUP_MAX_BITS} bits apart, not exact)\n"
         f"{findings['near_duplicate_pairs']} pairs.\n\n"
         f"{table(findings['near_pairs_by_kind'], 'pair kind')}\n"
-        f"Duplicate clusters (exact or near, 2+ images): {findings['duplicate_clusters_of_2plus']}, "
+        "Duplicate clusters (exact or near, 2+ images): "
+        f"{findings['duplicate_clusters_of_2plus']}, "
         f"holding {findings['images_in_duplicate_clusters']} images. A split keeps each cluster on "
         f"one side.\n\n"
         f"## Scan groups\n{table(findings['scans_per_label'], 'label: scans')}\n"
-        f"Scan ids found under more than one label: {findings['labels_shared_by_a_scan'] or 'none'}\n"
+        "Scan ids found under more than one label: "
+        f"{findings['labels_shared_by_a_scan'] or 'none'}\n"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", required=True)
-    parser.add_argument("--data", type=Path, help="dataset folder (default: ../shared/datasets/<task dir>)")
+    parser.add_argument(
+        "--data", type=Path, help="dataset folder (default: ../shared/datasets/<task dir>)"
+    )
     parser.add_argument("--json", type=Path, help="also write the findings as JSON here")
     args = parser.parse_args()
     task = get_task(args.task)

@@ -28,7 +28,7 @@ class Record:
 
 
 def discover(root: Path, task: TaskSpec) -> list[Record]:
-    """Every image under `root` whose parent folder is its class, optionally below a split folder."""
+    """Every image under `root` whose parent folder is its class (maybe below a split folder)."""
     root = Path(root)
     if not root.is_dir():
         raise SystemExit(f"dataset folder {root} does not exist")

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 ECE_BINS = 15
 TARGET_SENSITIVITY = 0.95
@@ -45,12 +50,15 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS):
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         mask = (conf > lo) & (conf <= hi)
         if mask.any():
-            rows.append(((lo + hi) / 2, conf[mask].mean(), (pred[mask] == y[mask]).mean(), mask.sum()))
+            rows.append(
+                ((lo + hi) / 2, conf[mask].mean(), (pred[mask] == y[mask]).mean(), mask.sum())
+            )
     return rows
 
 
-def sensitivity_threshold(scores: np.ndarray, positive: np.ndarray,
-                          target: float = TARGET_SENSITIVITY) -> float:
+def sensitivity_threshold(
+    scores: np.ndarray, positive: np.ndarray, target: float = TARGET_SENSITIVITY
+) -> float:
     """The highest threshold whose sensitivity (score >= t on positives) reaches `target`."""
     pos = np.sort(scores[positive.astype(bool)])
     if len(pos) == 0:
@@ -70,19 +78,31 @@ def binary_at(scores: np.ndarray, positive: np.ndarray, threshold: float) -> dic
         "specificity": tn / max(tn + fp, 1),
         "ppv": tp / max(tp + fp, 1),
         "npv": tn / max(tn + fn, 1),
-        "tp": tp, "fn": fn, "tn": tn, "fp": fp,
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
     }
 
 
 def auc(y: np.ndarray, probs: np.ndarray) -> float:
     if probs.shape[1] == 2:
         return float(roc_auc_score(y, probs[:, 1]))
-    return float(roc_auc_score(y, probs, multi_class="ovr", average="macro",
-                               labels=list(range(probs.shape[1]))))
+    return float(
+        roc_auc_score(
+            y, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))
+        )
+    )
 
 
-def bootstrap_ci(metric, y: np.ndarray, probs: np.ndarray, groups: np.ndarray | None = None,
-                 n: int = 500, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    metric,
+    y: np.ndarray,
+    probs: np.ndarray,
+    groups: np.ndarray | None = None,
+    n: int = 500,
+    seed: int = 0,
+) -> tuple[float, float]:
     """95% percentile interval, resampling groups (scans) where given, else images."""
     rng = np.random.default_rng(seed)
     units = np.unique(groups) if groups is not None else np.arange(len(y))
@@ -101,12 +121,21 @@ def bootstrap_ci(metric, y: np.ndarray, probs: np.ndarray, groups: np.ndarray | 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
     pred = probs.argmax(axis=1)
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=range(len(labels)), zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(
+        y, pred, labels=range(len(labels)), zero_division=0
+    )
     return {
         "accuracy": float((pred == y).mean()),
         "macro_f1": float(f.mean()),
-        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                            "support": int(s[i])} for i, lab in enumerate(labels)},
+        "per_class": {
+            lab: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, lab in enumerate(labels)
+        },
         "confusion": confusion_matrix(y, pred, labels=range(len(labels))).tolist(),
     }
 
@@ -121,8 +150,10 @@ def aggregate_scans(scores: np.ndarray, scans: np.ndarray, top_fraction: float):
     return ids, np.array(agg)
 
 
-def plot_all(out: Path, labels, y, probs, history: dict, binary_scores=None, threshold=None) -> list[str]:
-    """Confusion matrix, ROC, reliability diagram and training curves as PNGs; returns file names."""
+def plot_all(
+    out: Path, labels, y, probs, history: dict, binary_scores=None, threshold=None
+) -> list[str]:
+    """Confusion matrix, ROC, reliability diagram, training curves as PNGs; returns file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,8 +195,14 @@ def plot_all(out: Path, labels, y, probs, history: dict, binary_scores=None, thr
     rows = reliability(probs, y)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.bar([r[0] for r in rows], [r[2] for r in rows], width=1 / ECE_BINS, alpha=0.6,
-           edgecolor="k", label="accuracy")
+    ax.bar(
+        [r[0] for r in rows],
+        [r[2] for r in rows],
+        width=1 / ECE_BINS,
+        alpha=0.6,
+        edgecolor="k",
+        label="accuracy",
+    )
     ax.plot([r[1] for r in rows], [r[2] for r in rows], "o-", color="C1", label="mean confidence")
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")

@@ -24,8 +24,9 @@ def next_version(task_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _serving_functions(model, labels, size, channels, threshold, positive_index, temperature,
-                       flip_tta):
+def _serving_functions(
+    model, labels, size, channels, threshold, positive_index, temperature, flip_tta
+):
     label_tensor = tf.constant([str(label) for label in labels])
     image_spec = tf.TensorSpec([None, size, size, channels], tf.uint8, name=mc.INPUT_KEY)
 
@@ -133,8 +134,15 @@ def main() -> None:
     labels = args.labels.split(",")
     model = build_tiny_model(args.size, args.channels, len(labels), args.seed)
     out = export_model(
-        model, args.models_root, args.task, labels, args.size, args.channels,
-        args.threshold, args.positive_index, version=args.version,
+        model,
+        args.models_root,
+        args.task,
+        labels,
+        args.size,
+        args.channels,
+        args.threshold,
+        args.positive_index,
+        version=args.version,
         model_card=f"# {args.task} (untrained tiny test model)\n",
     )
     print(out)

@@ -56,7 +56,9 @@ def build(arch: str, size: int, channels: int, n_classes: int):
     try:
         return ARCHITECTURES[arch](size, channels, n_classes)
     except KeyError:
-        raise SystemExit(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}") from None
+        raise SystemExit(
+            f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}"
+        ) from None
 
 
 def augmenter(seed: int):

@@ -27,10 +27,12 @@ def _binary_section(metrics: dict, labels: list[str]) -> str:
     op = metrics["at_threshold"]
     pos = labels[metrics["positive_index"]]
     text = (
-        f"\n## Decision threshold (slice level)\n`positive` = P({pos}) >= **{op['threshold']:.4f}**, "
+        "\n## Decision threshold (slice level)\n"
+        f"`positive` = P({pos}) >= **{op['threshold']:.4f}**, "
         f"chosen on validation as the highest threshold reaching sensitivity >= "
         f"{ev.TARGET_SENSITIVITY}.\n\n"
-        f"| sensitivity | specificity | PPV | NPV | TP | FN | TN | FP |\n|---|---|---|---|---|---|---|---|\n"
+        "| sensitivity | specificity | PPV | NPV | TP | FN | TN | FP |\n"
+        "|---|---|---|---|---|---|---|---|\n"
         f"| {op['sensitivity']:.3f} | {op['specificity']:.3f} | {op['ppv']:.3f} | {op['npv']:.3f} "
         f"| {op['tp']} | {op['fn']} | {op['tn']} | {op['fp']} |\n"
     )
@@ -46,12 +48,14 @@ def _binary_section(metrics: dict, labels: list[str]) -> str:
     return text
 
 
-def write_report(report_dir: Path, version_dir: Path, task, p, metrics: dict, probs, history: dict,
-                 command: str) -> None:
+def write_report(
+    report_dir: Path, version_dir: Path, task, p, metrics: dict, probs, history: dict, command: str
+) -> None:
     report_dir.mkdir(parents=True, exist_ok=True)
     binary_scores = probs[:, metrics["positive_index"]] if "positive_index" in metrics else None
-    plots = ev.plot_all(report_dir, p.labels, p.y_val, probs, history, binary_scores,
-                        metrics.get("threshold"))
+    plots = ev.plot_all(
+        report_dir, p.labels, p.y_val, probs, history, binary_scores, metrics.get("threshold")
+    )
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (report_dir / "split.json").write_text(json.dumps(p.split_files))
     (report_dir / "audit.md").write_text(p.audit_md)
@@ -73,22 +77,29 @@ def write_report(report_dir: Path, version_dir: Path, task, p, metrics: dict, pr
         f"| ROC AUC | {metrics['auc']:.4f} (95% CI {lo:.3f}–{hi:.3f}, bootstrap over {ci_unit}) |\n"
         f"| ECE (15 bins) | {metrics['ece']:.4f} (before scaling {metrics['ece_before']:.4f}) |\n"
         f"| temperature | {metrics['temperature']:.3f} |\n"
-        f"| latency, batch 1, CPU | {lat['median_ms']:.2f} ms median, {lat['p95_ms']:.2f} ms p95 |\n\n"
+        f"| latency, batch 1, CPU | {lat['median_ms']:.2f} ms median, "
+        f"{lat['p95_ms']:.2f} ms p95 |\n\n"
         f"{_per_class_table(metrics)}"
         f"{_binary_section(metrics, p.labels)}\n"
-        "## Plots\n" + "".join(f"![{n}]({n})\n" for n in plots) +
-        "\nValidation data also chose early stopping, the temperature and the threshold, so these "
+        "## Plots\n"
+        + "".join(f"![{n}]({n})\n" for n in plots)
+        + "\nValidation data also chose early stopping, the temperature and the threshold, so "
+        "these "
         "figures are optimistic; the hidden test sets of other patients are the real judge.\n"
     )
     (report_dir / "report.md").write_text(body)
-    (version_dir / "model_card.md").write_text(model_card(task, version_dir, p, metrics, command,
-                                                          report_dir))
+    (version_dir / "model_card.md").write_text(
+        model_card(task, version_dir, p, metrics, command, report_dir)
+    )
 
 
 def model_card(task, version_dir: Path, p, metrics: dict, command: str, report_dir: Path) -> str:
-    threshold = (f"P({p.labels[metrics['positive_index']]}) >= {metrics['threshold']:.4f} "
-                 f"(sensitivity >= {ev.TARGET_SENSITIVITY} on validation)"
-                 if "threshold" in metrics else "none (argmax)")
+    threshold = (
+        f"P({p.labels[metrics['positive_index']]}) >= {metrics['threshold']:.4f} "
+        f"(sensitivity >= {ev.TARGET_SENSITIVITY} on validation)"
+        if "threshold" in metrics
+        else "none (argmax)"
+    )
     scan = metrics.get("scan_level")
     return (
         f"# Model card: {task.name}, version {version_dir.name}\n\n"
@@ -101,8 +112,11 @@ def model_card(task, version_dir: Path, p, metrics: dict, command: str, report_d
         f"- Validation: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f}, "
         f"AUC {metrics['auc']:.4f}, ECE {metrics['ece']:.4f}\n"
         f"- Decision threshold: {threshold}\n"
-        + (f"- Scan-level rule: {scan['rule']}; scan threshold {scan['threshold']:.4f}\n"
-           if scan else "")
+        + (
+            f"- Scan-level rule: {scan['rule']}; scan threshold {scan['threshold']:.4f}\n"
+            if scan
+            else ""
+        )
         + f"- Calibration: temperature {metrics['temperature']:.3f} inside the graph\n"
         f"- Training command: `python -m training.train {command}`\n"
         f"- Report: training/reports/{task.name}/{report_dir.name}/report.md\n"

@@ -47,7 +47,7 @@ def leakage_groups(audit: AuditResult) -> list[int]:
 
 
 def grouped_split(audit: AuditResult, val_fraction: float, seed: int) -> Split:
-    """Stratified by the group's label: each class gets about `val_fraction` of its groups' images."""
+    """Stratified by group label: each class gets about `val_fraction` of its images in val."""
     group_of = leakage_groups(audit)
     members: dict[int, list[int]] = defaultdict(list)
     for i, g in enumerate(group_of):

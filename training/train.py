@@ -58,7 +58,7 @@ def slice_weights(records, idx, task: TaskSpec) -> np.ndarray:
             continue
         order = sorted(ks, key=lambda k: _slice_number(records[idx[k]].path.name))
         n_edge = int(EDGE_FRACTION * len(order))
-        for k in order[:n_edge] + order[len(order) - n_edge:]:
+        for k in order[:n_edge] + order[len(order) - n_edge :]:
             weights[k] = EDGE_SLICE_WEIGHT
     return weights
 
@@ -68,7 +68,9 @@ def _slice_number(name: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def prepare(task: TaskSpec, data: Path, size: int, seed: int, max_per_class: int | None) -> Prepared:
+def prepare(
+    task: TaskSpec, data: Path, size: int, seed: int, max_per_class: int | None
+) -> Prepared:
     audit = run_audit(data, task)
     split = grouped_split(audit, task.val_fraction, seed)
     records = audit.records
@@ -90,8 +92,11 @@ def prepare(task: TaskSpec, data: Path, size: int, seed: int, max_per_class: int
         scans_val=np.array([records[i].scan for i in split.val]) if task.grouped_by_scan else None,
         split_summary=split.summary([r.label for r in records]),
         audit_md=to_markdown(audit.findings, data, task.name),
-        split_files={"train": [rel(i) for i in split.train], "val": [rel(i) for i in split.val],
-                     "dropped": {k: [rel(i) for i in v] for k, v in split.dropped.items()}},
+        split_files={
+            "train": [rel(i) for i in split.train],
+            "val": [rel(i) for i in split.val],
+            "dropped": {k: [rel(i) for i in v] for k, v in split.dropped.items()},
+        },
     )
 
 
@@ -105,8 +110,17 @@ def _cap(idx, records, n):
     return out
 
 
-def fit(p: Prepared, arch: str, size: int, channels: int, epochs: int, seed: int,
-        init_from: Path | None, batch_size: int, patience: int):
+def fit(
+    p: Prepared,
+    arch: str,
+    size: int,
+    channels: int,
+    epochs: int,
+    seed: int,
+    init_from: Path | None,
+    batch_size: int,
+    patience: int,
+):
     import keras
     import tensorflow as tf
 
@@ -126,23 +140,36 @@ def fit(p: Prepared, arch: str, size: int, channels: int, epochs: int, seed: int
         x = aug(tf.cast(x, tf.float32) / 255.0, training=True)
         return tf.clip_by_value(x, 0.0, 1.0), tf.one_hot(y, len(p.labels)), w
 
-    train_ds = (tf.data.Dataset.from_tensor_slices((p.x_train, p.y_train, weights))
-                .shuffle(len(p.y_train), seed=seed).batch(batch_size)
-                .map(to_train, num_parallel_calls=2).prefetch(2))
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((p.x_train, p.y_train, weights))
+        .shuffle(len(p.y_train), seed=seed)
+        .batch(batch_size)
+        .map(to_train, num_parallel_calls=2)
+        .prefetch(2)
+    )
     val_ds = tf.data.Dataset.from_tensor_slices(
-        (tf.cast(p.x_val, tf.float32) / 255.0, tf.one_hot(p.y_val, len(p.labels)))).batch(64)
+        (tf.cast(p.x_val, tf.float32) / 255.0, tf.one_hot(p.y_val, len(p.labels)))
+    ).batch(64)
     steps = max(1, epochs * int(np.ceil(len(p.y_train) / batch_size)))
     model.compile(
-        optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(2e-3, steps),
-                                         weight_decay=1e-4),
+        optimizer=keras.optimizers.AdamW(
+            keras.optimizers.schedules.CosineDecay(2e-3, steps), weight_decay=1e-4
+        ),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.05),
-        metrics=["accuracy", keras.metrics.AUC(name="auc", from_logits=True,
-                                               multi_label=not binary)],
+        metrics=[
+            "accuracy",
+            keras.metrics.AUC(name="auc", from_logits=True, multi_label=not binary),
+        ],
     )
-    stop = keras.callbacks.EarlyStopping(monitor="val_auc" if binary else "val_loss",
-                                         mode="max" if binary else "min", patience=patience,
-                                         restore_best_weights=True)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stop], verbose=2)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_auc" if binary else "val_loss",
+        mode="max" if binary else "min",
+        patience=patience,
+        restore_best_weights=True,
+    )
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stop], verbose=2
+    )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -162,8 +189,9 @@ def save_checkpoint(model, task: str, arch: str, size: int, channels: int, n_cla
     CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     path = CHECKPOINTS / f"{task}-{arch}-{size}.weights.h5"
     model.save_weights(path)
-    path.with_suffix(".json").write_text(json.dumps(
-        {"arch": arch, "size": size, "channels": channels, "n_classes": n_classes}))
+    path.with_suffix(".json").write_text(
+        json.dumps({"arch": arch, "size": size, "channels": channels, "n_classes": n_classes})
+    )
     return path
 
 
@@ -239,8 +267,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--init-from", type=Path, help="a project checkpoint (build/checkpoints)")
-    parser.add_argument("--flip-tta", action="store_true", help="average logits with the mirror image")
-    parser.add_argument("--max-per-class", type=int, help="tiny runs: cap images per class and side")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="average logits with the mirror image"
+    )
+    parser.add_argument(
+        "--max-per-class", type=int, help="tiny runs: cap images per class and side"
+    )
     parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
     parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
     args = parser.parse_args(argv)
@@ -257,15 +289,32 @@ def run(args, command: str) -> Path:
     started = time.time()
     p = prepare(task, data, size, args.seed, args.max_per_class)
     print(json.dumps(p.split_summary), flush=True)
-    model, history = fit(p, args.arch, size, task.channels, epochs, args.seed, args.init_from,
-                         args.batch_size, args.patience)
-    checkpoint = save_checkpoint(model, task.name, args.arch, size, task.channels, len(p.labels))
+    model, history = fit(
+        p,
+        args.arch,
+        size,
+        task.channels,
+        epochs,
+        args.seed,
+        args.init_from,
+        args.batch_size,
+        args.patience,
+    )
+    save_checkpoint(model, task.name, args.arch, size, task.channels, len(p.labels))
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
     version = next_version(args.models_root / task.name)
     version_dir = export_model(
-        model, args.models_root, task.name, p.labels, size, task.channels,
-        threshold=metrics.get("threshold", -1.0), positive_index=metrics.get("positive_index", -1),
-        temperature=metrics["temperature"], version=version, flip_tta=args.flip_tta,
+        model,
+        args.models_root,
+        task.name,
+        p.labels,
+        size,
+        task.channels,
+        threshold=metrics.get("threshold", -1.0),
+        positive_index=metrics.get("positive_index", -1),
+        temperature=metrics["temperature"],
+        version=version,
+        flip_tta=args.flip_tta,
     )
     metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
     metrics["train_minutes"] = (time.time() - started) / 60
