@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import threading
 import time
 import urllib.request
@@ -21,8 +23,8 @@ from tensorflow_serving.apis import (
 )
 
 from gateway import model_contract as mc
-from tests.fixtures.common import TINY_MODELS, write_models_config
-from tests.fixtures.model_server import start_model_server
+from tests.fixtures.common import TINY_MODELS, free_port, write_models_config
+from tests.fixtures.model_server import MODEL_SERVER_DIR, standin_command, start_model_server
 
 pytestmark = pytest.mark.integration
 
@@ -321,6 +323,14 @@ def wait_for_versions(server, wanted: dict[int, int], timeout: float = 60.0) -> 
             statuses = {v.version: v.state for v in response.model_version_status}
             time.sleep(0.2)
     return statuses
+
+
+def test_a_taken_port_is_a_clear_error(model_server, tiny_models_config):
+    command = standin_command(tiny_models_config, model_server.grpc_port, free_port(), 1)
+    env = {**os.environ, "PYTHONPATH": str(MODEL_SERVER_DIR)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"cannot bind gRPC port {model_server.grpc_port}" in result.stderr
 
 
 def test_sigterm_exits_cleanly(polling_server):

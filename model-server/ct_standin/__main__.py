@@ -92,6 +92,7 @@ def _poll(registry, pending, interval: float, stop: threading.Event, started: fl
 
 def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    models = _models(args)  # a bad config fails fast, before TensorFlow is imported
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     from ct_standin.grpc_service import build_server
     from ct_standin.metrics import Metrics
@@ -99,9 +100,7 @@ def serve(args: argparse.Namespace) -> int:
     from ct_standin.rest import start_rest_server
     from ct_standin.servable import load_servable
 
-    registry = Registry(
-        _models(args), lambda n, v, p: load_servable(n, v, p, args.enable_model_warmup)
-    )
+    registry = Registry(models, lambda n, v, p: load_servable(n, v, p, args.enable_model_warmup))
     metrics = Metrics()
     pending = registry.plan()  # versions found now answer UNAVAILABLE, not NOT_FOUND, while loading
     server = build_server(registry, metrics, args.port, args.grpc_channel_arguments)

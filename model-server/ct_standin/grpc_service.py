@@ -160,6 +160,10 @@ def build_server(
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(registry, metrics), server
     )
-    if server.add_insecure_port(f"{host}:{port}") == 0:
-        raise OSError(f"cannot bind gRPC port {port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as err:  # grpcio raises where older versions returned 0
+        raise OSError(f"cannot bind gRPC port {port}: is another server using it?") from err
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC port {port}: is another server using it?")
     return server
