@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.configure(settings.log_level)
     app = Flask(__name__)
     app.url_map.converters["task"] = TaskConverter
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see gateway/intake.py
     app.json.sort_keys = False  # keep probabilities in label order
     gateway = Gateway(settings)
     app.extensions[EXTENSION] = gateway

@@ -1,7 +1,9 @@
 """Read the image bytes of a request: multipart upload, JSON base64 or JSON URL.
 
-Requests are size-capped twice: Content-Length is checked before anything is read, and Flask's
-MAX_CONTENT_LENGTH stops a body without one (chunked) once it passes the cap.
+Requests are size-capped twice: a declared Content-Length is checked before anything is read, and
+a body without one (chunked) is read at most one byte past the cap. That byte matters: werkzeug's
+MAX_CONTENT_LENGTH stream silently stops AT its limit, so app.py sets it to cap + 1 and an
+over-long body shows up here as cap + 1 bytes instead of a truncated (and misparsed) body.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ def read_image(
 
 
 def check_size(request: Request, limit: int) -> None:
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(
-            f"request body is {request.content_length} bytes, more than the {limit} allowed"
-        )
+    """413 for a body over `limit`; reads (and caches, for form parsing) a chunked body."""
+    size = request.content_length
+    if size is None and (request.mimetype == "multipart/form-data" or request.is_json):
+        size = len(request.get_data(cache=True))
+    if size is not None and size > limit:
+        raise PayloadTooLargeError(f"request body is over the {limit} bytes allowed")
 
 
 def _from_multipart(request: Request, fields: Sequence[str]) -> bytes:
@@ -62,7 +66,7 @@ def _from_multipart(request: Request, fields: Sequence[str]) -> bytes:
 
 def _from_json(request: Request, settings: Settings) -> bytes:
     try:
-        body = json.loads(request.get_data(cache=False))
+        body = json.loads(request.get_data(cache=True))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"malformed JSON body: {exc}", "malformed_json") from None
     if not isinstance(body, dict):

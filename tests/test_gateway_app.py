@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
 
 import grpc
 import numpy as np
@@ -14,6 +15,7 @@ from gateway import model_contract as mc
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from gateway.tensors import make_ndarray
+from tests.fixtures.common import PYTHON, REPO
 from tests.fixtures.gateway import FakeModel, json_body
 
 STROKE = "/v1/models/brain-stroke:predict"
@@ -241,3 +243,18 @@ def test_metrics_count_requests(client) -> None:
         'ct_gateway_model_server_call_duration_seconds_count{method="Predict:serving_default"'
         in text
     )
+
+
+def test_gateway_import_graph_has_no_tensorflow() -> None:
+    code = (
+        "import sys, gateway.app, gateway.__main__, gateway.client\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras',"
+        " 'tensorflow_serving', 'training', 'ct_standin'))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "CT_MODELS": "brain-stroke"}
+    out = subprocess.run(
+        [PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
