@@ -338,3 +338,21 @@ def test_sigterm_exits_cleanly(polling_server):
     assert "All models AVAILABLE" in server.log()
     assert server.stop() == 0
     assert "Stopped" in server.log()
+
+
+def test_grpc_channel_arguments_are_applied(tiny_models_config):
+    grpc_port, rest_port = free_port(), free_port()
+    command = [
+        *standin_command(tiny_models_config, grpc_port, rest_port, 1),
+        "--grpc_channel_arguments=grpc.max_receive_message_length=4096",
+    ]
+    server = start_model_server(tiny_models_config, grpc_port, rest_port, command=command)
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            small = stub.Predict(predict_request(STROKE, images(STROKE)), timeout=30)
+            assert mc.PROBABILITIES_KEY in small.outputs
+            error = rpc_error(stub.Predict, predict_request(STROKE, images(STROKE, 8)))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        assert server.stop() == 0

@@ -145,15 +145,15 @@ def build_server(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     host: str = "0.0.0.0",
 ) -> grpc.Server:
-    """A started-ready (not started) gRPC server bound to `port`; raises if the port is taken."""
-    options = [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
+    """A gRPC server bound to `port`, not yet started; OSError if the port is taken."""
+    options = {
+        "grpc.max_send_message_length": max_message_bytes,
+        "grpc.max_receive_message_length": max_message_bytes,
         # grpcio turns SO_REUSEPORT on by default, which lets two servers share a port silently.
-        ("grpc.so_reuseport", 0),
-        *channel_args,
-    ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+        "grpc.so_reuseport": 0,
+    }
+    options.update(channel_args)  # --grpc_channel_arguments override the defaults
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=list(options.items()))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(registry, metrics), server
     )
