@@ -89,9 +89,11 @@ def client_loop(
     conn.close()
 
 
-def run_level(base_url: str, task: str, concurrency: int, duration: float) -> Result:
+def run_level(
+    base_url: str, task: str, concurrency: int, duration: float, image_size: int
+) -> Result:
     url = urllib.parse.urlsplit(base_url)
-    body, content_type = multipart("image", "load.png", synthetic_png(), "image/png")
+    body, content_type = multipart("image", "load.png", synthetic_png(image_size), "image/png")
     path = f"{url.path.rstrip('/')}/v1/models/{task}:predict"
     tally = Tally()
     started = time.monotonic()
@@ -131,6 +133,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--task", required=True, help="model name, e.g. brain-stroke")
     parser.add_argument("--concurrency", default="1,2,4,8", help="comma list of client threads")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per level")
+    parser.add_argument(
+        "--image-size", type=int, default=512, help="side of the synthetic PNG (CT slices: 512)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="the gateway's CT_WORKERS")
     parser.add_argument("--target-rps", type=float, default=100.0)
     parser.add_argument("--utilization", type=float, default=0.7, help="HPA CPU target, 0..1")
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     results = []
     for concurrency in levels:
-        result = run_level(args.base_url, args.task, concurrency, args.duration)
+        result = run_level(args.base_url, args.task, concurrency, args.duration, args.image_size)
         results.append(result)
         if args.json:
             print(json.dumps(result.__dict__))
