@@ -1,5 +1,5 @@
 # Local Kubernetes: build both images, load them into a kind cluster, deploy, smoke-test.
-# Included by the top-level Makefile (`include mk/kind.mk`), which defines PY.
+# Included by the top-level Makefile (`-include mk/kind.mk`), which defines PY and `venv`.
 # Image names and tags are defined here once; tests check the kind overlay and CI agree.
 
 KIND ?= kind
@@ -62,7 +62,7 @@ kind-logs: ## show pods, events, descriptions and logs in the namespace
 
 # The whole chain. The port-forward runs in the background and is killed however the smoke ends;
 # rollouts restart so pods pick up freshly loaded images with the same tag.
-kind-smoke: kind-up images kind-load deploy ## deploy to kind and run scripts/smoke.py against it
+kind-smoke: venv kind-up images kind-load deploy ## deploy to kind and run scripts/smoke.py against it
 	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout restart deploy/tf-serving deploy/gateway
 	@if ! { $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/tf-serving --timeout=$(KIND_ROLLOUT_TIMEOUT) && \
 	       $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/gateway --timeout=$(KIND_ROLLOUT_TIMEOUT); }; then \
