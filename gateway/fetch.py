@@ -141,6 +141,11 @@ def parse_url(url: str) -> Target:
         raise _invalid(f"the URL is longer than {MAX_URL_CHARS} characters")
     if any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in url):
         raise _invalid("the URL contains whitespace, control characters or backslashes")
+    if not url.isascii():
+        try:
+            url.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _invalid("the URL is not valid Unicode (lone surrogates)") from None
     scheme, sep, rest = url.partition(":")
     if not sep or not _SCHEME.match(scheme):
         raise _invalid("the URL must be absolute, e.g. https://host/image.png")

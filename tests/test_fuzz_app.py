@@ -220,7 +220,9 @@ def url_values(draw, port: int) -> str:
         )
     )
     scheme = draw(st.sampled_from(["http://"] * 5 + ["https://", "ftp://", "", "file://"]))
-    noise = draw(st.sampled_from([""] * 5 + ["?token=x", "#f", " ", "@evil", "\\", "%00"]))
+    noise = draw(
+        st.sampled_from([""] * 5 + ["?token=x", "#f", " ", "@evil", "\\", "%00", "\udc80"])
+    )
     return scheme + host + path + noise
 
 
@@ -359,6 +361,9 @@ def test_valid_requests_do_predict(client, image_host) -> None:
     assert client.post(PATHS[1], json={"image_b64": b64}).status_code == 200
     forbidden = client.post(PATHS[0], json={"url": "file:///etc/passwd"})
     assert json.loads(forbidden.data)["error"]["code"] == "url_forbidden"
+    surrogate = json.dumps({"url": f"http://img.test:{image_host}/valid/0\udc80"})
+    bad = client.post(PATHS[0], data=surrogate, content_type="application/json")
+    assert json.loads(bad.data)["error"]["code"] == "url_invalid"  # was a 500 (found by fuzzing)
 
 
 def test_app_fuzz_case_count(capsys) -> None:

@@ -223,7 +223,12 @@ def test_wide_pixel_ranges_scale_into_uint8(lo, hi, mode, width, height) -> None
 
 # ----------------------------------------------------------------------------- URLs
 
-URL_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+# Any code point, with ASCII and lone surrogates (JSON strings can carry them) drawn often.
+URL_CHARS = st.one_of(
+    st.characters(max_codepoint=0x7F),
+    st.characters(exclude_categories=()),
+    st.integers(0xD800, 0xDFFF).map(chr),
+)
 URL_PIECES = st.sampled_from(
     [
         "http://",
@@ -267,6 +272,7 @@ URL_PIECES = st.sampled_from(
         ":65536",
         "user:pass",
         "a" * 70,
+        "\ud800",
     ]
 )
 
@@ -299,6 +305,21 @@ def test_url_parser_on_random_text(text: str) -> None:
 def test_url_parser_on_url_like_pieces(pieces: list[str]) -> None:
     CASES["url: pieces"] += 1
     assert_parse_contract("".join(pieces))
+
+
+@fuzz(1000)
+@given(
+    st.sampled_from(["http://", "https://", "HTTP://"]),
+    st.sampled_from(["example.com", "1.2.3.4", "[2606:4700::1]", "xn--9ca.com", "a.b.c."]),
+    st.sampled_from(["", ":1", ":443", ":08080"]),
+    st.text(URL_CHARS, max_size=60),
+)
+def test_url_parser_on_valid_prefix_random_tail(scheme, host, port, tail) -> None:
+    CASES["url: valid prefix, random tail"] += 1
+    target = assert_parse_contract(f"{scheme}{host}{port}/{tail}")
+    clean = not any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in tail)
+    if clean and not any(0xD800 <= ord(c) <= 0xDFFF for c in tail):
+        assert target is not None, "a well-formed host with any printable path is accepted"
 
 
 def _spell(number: int, style: str, width: int) -> str:
@@ -382,7 +403,7 @@ def test_fuzz_case_total(capsys) -> None:
     detail = ", ".join(f"{name} {n}" for name, n in sorted(CASES.items()))
     with capsys.disabled():
         print(f"\nfuzz cases run: {total} ({detail})")
-    if len(CASES) < 12:
+    if len(CASES) < 13:
         pytest.skip("only part of the fuzz module ran (selection); the total applies to all")
     assert total >= MIN_TOTAL_CASES, dict(CASES)
 
