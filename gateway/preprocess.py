@@ -15,6 +15,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Decompression-bomb guard: checked on the header, before any pixel is decoded.
 DEFAULT_MAX_PIXELS = 40_000_000
+# Raster formats scans arrive in. Pillow would otherwise also open EPS (which runs Ghostscript
+# where installed) and dozens of exotic formats: attack surface with no clinical use.
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 
 
 class ImageDecodeError(ValueError):
@@ -32,7 +35,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = img.size
             if width <= 0 or height <= 0:
                 raise ImageDecodeError("image has no pixels")
@@ -60,7 +63,10 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     """Bring 16/32-bit integer and float images to 8-bit by min-max scaling, others by convert."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(np.min(arr)), float(np.max(arr))
+        finite = np.isfinite(arr)
+        lo = float(arr[finite].min()) if finite.any() else 0.0
+        hi = float(arr[finite].max()) if finite.any() else 0.0
+        arr = np.where(np.isposinf(arr), hi, np.where(finite, arr, lo))  # NaN/-inf read as darkest
         scaled = np.zeros(arr.shape, np.uint8) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
         return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
