@@ -16,10 +16,26 @@ def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1):
     return layers.ReLU()(x)
 
 
-def plain_cnn(size: int, channels: int, n_classes: int, width: int = 24, dropout: float = 0.3):
+class MirrorDifference(layers.Layer):
+    """Appends |x - mirror(x)| as channels: a bleed or an infarct breaks the left-right symmetry
+    of an axial head slice, which this makes visible to the first convolution."""
+
+    def call(self, x):
+        return keras.ops.concatenate([x, keras.ops.abs(x - keras.ops.flip(x, axis=2))], axis=-1)
+
+
+def plain_cnn(
+    size: int,
+    channels: int,
+    n_classes: int,
+    width: int = 24,
+    dropout: float = 0.3,
+    mirror: bool = False,
+):
     """VGG-like: a strided stem, then four stages of two 3x3 convolutions and max-pooling."""
     inputs = keras.Input((size, size, channels))
-    x = _conv_bn(inputs, width, 5, strides=2)
+    x = MirrorDifference()(inputs) if mirror else inputs
+    x = _conv_bn(x, width, 5, strides=2)
     for mult in (1, 2, 4, 8):
         x = _conv_bn(x, width * mult)
         x = _conv_bn(x, width * mult)
@@ -49,7 +65,15 @@ def sep_resnet(size: int, channels: int, n_classes: int, width: int = 32, dropou
     return keras.Model(inputs, layers.Dense(n_classes, name="logits")(x), name="sep_resnet")
 
 
-ARCHITECTURES = {"plain_cnn": plain_cnn, "sep_resnet": sep_resnet}
+def plain_cnn_mirror(size: int, channels: int, n_classes: int):
+    return plain_cnn(size, channels, n_classes, mirror=True)
+
+
+ARCHITECTURES = {
+    "plain_cnn": plain_cnn,
+    "sep_resnet": sep_resnet,
+    "plain_cnn_mirror": plain_cnn_mirror,
+}
 
 
 def build(arch: str, size: int, channels: int, n_classes: int):

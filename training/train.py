@@ -174,15 +174,22 @@ def fit(
 
 
 def transfer_backbone(model, checkpoint: Path) -> None:
-    """Initialise every layer but the classifier from one of the project's own checkpoints."""
+    """Initialise layers from one of the project's own checkpoints: weighted layers are paired in
+    order and copied where their shapes match (the classifier and a changed stem are skipped)."""
     from training.models import build
 
     meta = json.loads(checkpoint.with_suffix(".json").read_text())
     source = build(meta["arch"], meta["size"], meta["channels"], meta["n_classes"])
     source.load_weights(checkpoint)
-    for dst, src in zip(model.layers[:-1], source.layers[:-1], strict=True):
-        dst.set_weights(src.get_weights())
-    print(f"initialised from {checkpoint} (all layers but the classifier)", flush=True)
+    src_layers = [layer for layer in source.layers if layer.weights]
+    dst_layers = [layer for layer in model.layers if layer.weights]
+    copied = 0
+    for dst, src in zip(dst_layers, src_layers, strict=False):
+        shapes = [tuple(w.shape) for w in dst.get_weights()]
+        if shapes == [tuple(w.shape) for w in src.get_weights()]:
+            dst.set_weights(src.get_weights())
+            copied += 1
+    print(f"initialised {copied}/{len(dst_layers)} weighted layers from {checkpoint}", flush=True)
 
 
 def save_checkpoint(model, task: str, arch: str, size: int, channels: int, n_classes: int) -> Path:
@@ -276,7 +283,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
     parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
     args = parser.parse_args(argv)
-    run(args, " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+    run(args, recorded_command(argv if argv is not None else sys.argv[1:]))
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line for the model card, without the flags that only choose output folders."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--models-root", "--reports-root"):
+            skip = True
+        elif not arg.startswith(("--models-root=", "--reports-root=")):
+            kept.append(arg)
+    return " ".join(shlex.quote(a) for a in kept)
 
 
 def run(args, command: str) -> Path:
