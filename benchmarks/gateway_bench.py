@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import os
 import statistics
 import sys
 import tempfile
@@ -63,11 +64,35 @@ def start_times(target: str, models: str, runs: int) -> tuple[list[float], list[
     return health, ready
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def memory_mib(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS (private pages) in MiB from /proc/<pid>/smaps_rollup (RSS alone if absent).
+
+    After a fork the workers share the master's pages until they write them: RSS counts shared
+    pages in full in every process, PSS divides them among the sharers, USS counts none.
+    """
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                fields[name] = int(value.split()[0]) / 1024
+    except OSError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return {"rss": int(line.split()[1]) / 1024}
+        return {}
+    uss = fields.get("Private_Clean", 0.0) + fields.get("Private_Dirty", 0.0)
+    return {"rss": fields.get("Rss", 0.0), "pss": fields.get("Pss", 0.0), "uss": uss}
+
+
+def memory_line(name: str, pid: int) -> str:
+    return f"{name:<44} " + "  ".join(
+        f"{k.upper()} {v:6.1f} MiB" for k, v in memory_mib(pid).items()
+    )
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def multipart(data: bytes) -> tuple[bytes, str]:
@@ -129,6 +154,7 @@ def summary(name: str, seconds: list[float]) -> str:
 
 def run(target: str, tasks: list[str], image: bytes, args: argparse.Namespace) -> None:
     models = ",".join(tasks)
+    print(f"load average (1, 5, 15 min) at the start: {load_average()}")
     health, ready = start_times(target, models, args.start_runs)
     print(summary("start: spawn -> /healthz 200", health))
     print(summary("start: spawn -> /readyz 200", ready))
@@ -143,10 +169,10 @@ def run(target: str, tasks: list[str], image: bytes, args: argparse.Namespace) -
         print(summary("latency direct preprocess + gRPC Predict", with_pre))
         overhead = statistics.median(through) - statistics.median(predict_only)
         print(f"gateway overhead over direct Predict (p50): {overhead * 1000:.2f} ms")
-        print(f"master RSS: {rss_mib(gateway.process.pid):.1f} MiB")
+        print(memory_line("master", gateway.process.pid))
         for pid in gateway.worker_pids():
-            print(f"worker {pid} RSS (after {args.warmup + args.requests} requests): "
-                  f"{rss_mib(pid):.1f} MiB")  # fmt: skip
+            print(memory_line(f"worker {pid} (after {args.warmup + args.requests} requests)", pid))
+        print(f"load average (1, 5, 15 min) at the end: {load_average()}")
     finally:
         gateway.stop()
 

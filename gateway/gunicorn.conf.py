@@ -21,6 +21,11 @@ worker_class = "gthread"
 workers = _settings.workers
 threads = _settings.threads
 proc_name = "ct-gateway"
+# The app is imported once, in the master, and forked: workers are up at once and share its
+# pages (Flask, gRPC, numpy, PIL) copy-on-write. Safe because nothing opens a gRPC channel at
+# import (each worker opens its own on first use, tfs_client.py) and PROMETHEUS_MULTIPROC_DIR
+# is set below, while this file loads, before gunicorn loads the app and prometheus_client.
+preload_app = True
 # gunicorn's runtime control socket lives at one path per user ($HOME/.gunicorn): two gateways on a
 # machine would clash, and a pod's root filesystem is read-only. Nothing here needs it.
 control_socket_disable = True
