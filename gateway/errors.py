@@ -74,14 +74,11 @@ class GatewayTimeoutError(_Preset):
     STATUS, CODE = 504, "timeout"
 
 
-# Codes for Flask/werkzeug's own errors (routing, method, body size).
+# Codes for Flask/werkzeug's own errors (routing, method, body size): the same as our own.
 _HTTP_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-    415: "unsupported_media_type",
-}
+    cls.STATUS: cls.CODE
+    for cls in (BadRequestError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError)
+} | {405: "method_not_allowed"}
 
 
 def error_response(error: ApiError) -> Response:

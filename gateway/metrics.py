@@ -23,16 +23,17 @@ from prometheus_client import (
 from gateway.config import PROMETHEUS_MULTIPROC_ENV as MULTIPROC_ENV
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_REQUEST_LABELS = ("route", "task", "status")
 
 REQUESTS = Counter(
     "ct_gateway_requests_total",
     "HTTP requests answered, by route, task and status code.",
-    ["route", "task", "status"],
+    _REQUEST_LABELS,
 )
 REQUEST_LATENCY = Histogram(
     "ct_gateway_request_duration_seconds",
     "HTTP request latency, by route, task and status code.",
-    ["route", "task", "status"],
+    _REQUEST_LABELS,
     buckets=_LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge(
