@@ -1,8 +1,12 @@
 """Image decoding and preprocessing: the one function training and serving both use.
 
 Training (training/data.py) and the gateway call `load_model_input` on the raw file bytes, so a file
-gives byte-identical arrays in both (tests/test_preprocess.py proves it). Normalisation is not done
-here: the model takes uint8 pixels and normalises inside its graph.
+gives byte-identical arrays in both (tests/test_training_data.py proves it). Normalisation is not
+done here: the model takes uint8 pixels and normalises inside its graph.
+
+Not keras-image-helper (the seeds' preprocessor): it stretches to a square with nearest-neighbour
+resizing, forces RGB, normalises outside the graph and downloads without a timeout or address
+checks; tests/test_seed_preprocessing.py measures the skew it would cause.
 """
 
 from __future__ import annotations
@@ -11,7 +15,20 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Register the allowed formats' decoders now: otherwise Pillow imports all of its ~90 plugins on
+# the first unrecognised file in each worker (gunicorn preloads this module, so this is shared).
+from PIL import (  # noqa: F401, E402
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
 
 # Decompression-bomb guard: checked on the header, before any pixel is decoded.
 DEFAULT_MAX_PIXELS = 40_000_000

@@ -120,6 +120,7 @@ def fit(
     init_from: Path | None,
     batch_size: int,
     patience: int,
+    lr: float = 2e-3,
 ):
     import keras
     import tensorflow as tf
@@ -153,7 +154,7 @@ def fit(
     steps = max(1, epochs * int(np.ceil(len(p.y_train) / batch_size)))
     model.compile(
         optimizer=keras.optimizers.AdamW(
-            keras.optimizers.schedules.CosineDecay(2e-3, steps), weight_decay=1e-4
+            keras.optimizers.schedules.CosineDecay(lr, steps), weight_decay=1e-4
         ),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.05),
         metrics=[
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     parser.add_argument("--init-from", type=Path, help="a project checkpoint (build/checkpoints)")
     parser.add_argument(
         "--flip-tta", action="store_true", help="average logits with the mirror image"
@@ -319,6 +321,7 @@ def run(args, command: str) -> Path:
         args.init_from,
         args.batch_size,
         args.patience,
+        args.lr,
     )
     save_checkpoint(model, task.name, args.arch, size, task.channels, len(p.labels))
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
