@@ -82,6 +82,24 @@ def on_starting(server) -> None:
         stale.unlink()
 
 
+def post_worker_init(worker) -> None:
+    """Stop listening as soon as a worker starts draining (SIGTERM): a connection made during the
+    drain is then refused at once, which any client may safely retry elsewhere, instead of
+    waiting in the listen backlog until the drain ends and being reset. gthread's own shutdown
+    only stops accepting; the master has already closed its copy of the listeners."""
+    stop_accepting = getattr(worker, "set_accept_enabled", None)
+    if stop_accepting is None:  # not a gthread worker
+        return
+
+    def set_accept_enabled(enabled: bool) -> None:
+        stop_accepting(enabled)
+        if not enabled and not worker.alive:
+            for listener in worker.sockets:
+                listener.close()
+
+    worker.set_accept_enabled = set_accept_enabled
+
+
 def child_exit(server, worker) -> None:
     from gateway.metrics import mark_process_dead
 

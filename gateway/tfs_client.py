@@ -2,7 +2,9 @@
 
 gunicorn forks workers, and a gRPC channel must not cross a fork, so the channel is created lazily
 in the process that first uses it (and again if the pid changes). Every call carries a deadline;
-UNAVAILABLE is retried once, quickly, within that same deadline. gRPC failures become ApiErrors.
+UNAVAILABLE is retried once, quickly, within that same deadline, on a fresh channel: a channel
+whose model server went away waits out gRPC's exponential reconnect backoff before it tries again,
+so a restarted server would otherwise get no traffic for seconds. gRPC failures become ApiErrors.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 import numpy as np
@@ -30,8 +32,13 @@ from gateway.tfs_stub import ModelServiceStub, PredictionServiceStub
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRY_DELAY_S = 0.1
+# A fresh channel at most this often per process, so a dead model server is not met by a channel
+# storm; retired channels are closed once no call can still be using them.
+RECONNECT_INTERVAL_S = 1.0
 RETRY_AFTER_S = "1"  # Retry-After header on 503
 _DETAILS_CHARS = 300
+_Stubs = tuple[grpc.Channel, PredictionServiceStub, ModelServiceStub]
+_Pick = Callable[[_Stubs], grpc.UnaryUnaryMultiCallable]  # the method to call, from the stubs
 
 
 def channel_options(settings: Settings) -> list[tuple[str, object]]:
@@ -44,9 +51,13 @@ def channel_options(settings: Settings) -> list[tuple[str, object]]:
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 0),
-        # Reconnect quickly after a model-server pod restarts or is replaced.
+        # Reconnect quickly after a model-server pod restarts or is replaced (gRPC's defaults:
+        # 1 s growing to 120 s). Connecting is cheap: a refused connect costs one SYN.
         ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 5_000),
+        ("grpc.max_reconnect_backoff_ms", 1_000),
+        # Own subchannels: with the default global pool a new channel to the same target would
+        # share the old one's backed-off subchannel, and reconnecting would change nothing.
+        ("grpc.use_local_subchannel_pool", 1),
         ("grpc.enable_retries", 0),  # we retry ourselves, inside the deadline
     ]
 
@@ -81,35 +92,66 @@ class TfsClient:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._channel: grpc.Channel | None = None
+        self._created = 0.0  # time.monotonic() of the current channel
+        self._retired: list[tuple[float, grpc.Channel]] = []  # (when, channel) to close later
         self._predict_stub: PredictionServiceStub | None = None
         self._model_stub: ModelServiceStub | None = None
 
-    def _stubs(self) -> tuple[PredictionServiceStub, ModelServiceStub]:
+    def _stubs(self) -> _Stubs:
         with self._lock:
             if self._pid != os.getpid() or self._channel is None:
-                self._channel = grpc.insecure_channel(
-                    self._settings.model_server, options=channel_options(self._settings)
-                )
-                self._predict_stub = PredictionServiceStub(self._channel)
-                self._model_stub = ModelServiceStub(self._channel)
-                self._pid = os.getpid()
-            return self._predict_stub, self._model_stub
+                self._retired = []  # a parent's channels are not ours to close
+                self._open()
+            stubs = (self._channel, self._predict_stub, self._model_stub)
+            expired = self._take_expired()
+        for channel in expired:
+            channel.close()
+        return stubs
+
+    def _open(self) -> None:
+        self._channel = grpc.insecure_channel(
+            self._settings.model_server, options=channel_options(self._settings)
+        )
+        self._predict_stub = PredictionServiceStub(self._channel)
+        self._model_stub = ModelServiceStub(self._channel)
+        self._pid = os.getpid()
+        self._created = time.monotonic()
+
+    def _reconnect(self, failed: grpc.Channel) -> None:
+        """Replace `failed` by a fresh channel, unless another call already did or did lately."""
+        with self._lock:
+            now = time.monotonic()
+            if self._channel is not failed or now - self._created < RECONNECT_INTERVAL_S:
+                return
+            self._retired.append((now, failed))  # calls in flight on it may still succeed
+            self._open()
+
+    def _take_expired(self) -> list[grpc.Channel]:
+        """Retired channels that no call can still be using (retired before its deadline)."""
+        cutoff = time.monotonic() - self._settings.grpc_deadline_s - RECONNECT_INTERVAL_S
+        expired = [channel for when, channel in self._retired if when < cutoff]
+        if expired:
+            self._retired = [(when, c) for when, c in self._retired if when >= cutoff]
+        return expired
 
     def close(self) -> None:
         with self._lock:
-            if self._channel is not None and self._pid == os.getpid():
-                self._channel.close()
+            if self._pid == os.getpid():
+                for channel in [c for _, c in self._retired] + [self._channel]:
+                    if channel is not None:
+                        channel.close()
             self._channel = None
+            self._retired = []
 
     def status(self, task: str) -> pb.GetModelStatusResponse:
         request = pb.GetModelStatusRequest(model_spec=pb.ModelSpec(name=task))
-        return self._call(task, "GetModelStatus", self._stubs()[1].GetModelStatus, request)
+        return self._call(task, "GetModelStatus", lambda s: s[2].GetModelStatus, request)
 
     def metadata(self, task: str, version: int | None = None) -> pb.GetModelMetadataResponse:
         request = pb.GetModelMetadataRequest(
             model_spec=_spec(task, version), metadata_field=["signature_def"]
         )
-        return self._call(task, "GetModelMetadata", self._stubs()[0].GetModelMetadata, request)
+        return self._call(task, "GetModelMetadata", lambda s: s[1].GetModelMetadata, request)
 
     def predict(
         self,
@@ -121,13 +163,13 @@ class TfsClient:
         request = pb.PredictRequest(model_spec=_spec(task, version, signature))
         for key, array in inputs.items():
             request.inputs[key].CopyFrom(make_tensor_proto(array))
-        return self._call(task, f"Predict:{signature}", self._stubs()[0].Predict, request)
+        return self._call(task, f"Predict:{signature}", lambda s: s[1].Predict, request)
 
-    def _call(self, task: str, method: str, rpc: grpc.UnaryUnaryMultiCallable, request):
+    def _call(self, task: str, method: str, pick: _Pick, request):
         start = time.monotonic()
         deadline = start + self._settings.grpc_deadline_s
         try:
-            return self._with_retry(rpc, request, deadline)
+            return self._with_retry(pick, request, deadline)
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
             metrics.MODEL_SERVER_ERRORS.labels(task, method, code.name).inc()
@@ -135,16 +177,17 @@ class TfsClient:
         finally:
             metrics.MODEL_SERVER_LATENCY.labels(task, method).observe(time.monotonic() - start)
 
-    @staticmethod
-    def _with_retry(rpc: grpc.UnaryUnaryMultiCallable, request, deadline: float):
+    def _with_retry(self, pick: _Pick, request, deadline: float):
+        stubs = self._stubs()
         try:
-            return rpc(request, timeout=deadline - time.monotonic())
+            return pick(stubs)(request, timeout=deadline - time.monotonic())
         except grpc.RpcError as error:
             retry_at = time.monotonic() + RETRY_DELAY_S
             if error.code() != grpc.StatusCode.UNAVAILABLE or retry_at >= deadline:
                 raise
+            self._reconnect(stubs[0])
             time.sleep(RETRY_DELAY_S)
-            return rpc(request, timeout=deadline - time.monotonic())
+            return pick(self._stubs())(request, timeout=deadline - time.monotonic())
 
 
 def _spec(task: str, version: int | None, signature: str = "") -> pb.ModelSpec:
