@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -276,7 +277,10 @@ def test_model_server_down_is_503_and_not_ready() -> None:
 
 def test_stopping_leaves_no_orphans(model_server) -> None:
     with running_gateway(model_server.target) as gateway:
-        workers = gateway.worker_pids()
+        # gunicorn spawns workers a random 0-0.1 s apart: /readyz may answer before the second.
+        deadline = time.monotonic() + 10
+        while len(workers := gateway.worker_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(workers) == 2
     assert gateway.process.returncode == 0
     for pid in [gateway.process.pid, *workers]:
