@@ -6,6 +6,7 @@ gateway is configured with exactly what the model server serves.
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -17,15 +18,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "model-server"))
 
 from ct_standin.config import load_models  # noqa: E402
-from ct_standin.ports import GRPC_PORT  # noqa: E402
+from ct_standin.ports import GRPC_PORT, REST_PORT  # noqa: E402
 
 STOP_TIMEOUT_S = 15
 
 
-def gateway_env(models: list[str]) -> dict[str, str]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grpc-port", type=int, default=GRPC_PORT, help="model server gRPC")
+    parser.add_argument("--rest-port", type=int, default=REST_PORT, help="model server REST")
+    return parser.parse_args(argv)
+
+
+def gateway_env(models: list[str], grpc_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CT_MODELS", ",".join(models))
-    env.setdefault("CT_MODEL_SERVER", f"localhost:{GRPC_PORT}")
+    env.setdefault("CT_MODEL_SERVER", f"localhost:{grpc_port}")
     return env
 
 
@@ -46,13 +54,20 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     models = [m.name for m in load_models(REPO / "model-server" / "models.config")]
-    processes = [
-        subprocess.Popen([sys.executable, str(REPO / "model-server" / "run_local.py")], cwd=REPO)
+    server = [
+        sys.executable,
+        str(REPO / "model-server" / "run_local.py"),
+        f"--grpc-port={args.grpc_port}",
+        f"--rest-port={args.rest_port}",
     ]
+    processes = [subprocess.Popen(server, cwd=REPO)]
     processes.append(
-        subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=gateway_env(models))
+        subprocess.Popen(
+            [sys.executable, "-m", "gateway"], cwd=REPO, env=gateway_env(models, args.grpc_port)
+        )
     )
     signal.signal(signal.SIGTERM, _interrupt)
     print(
