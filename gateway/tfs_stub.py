@@ -19,19 +19,21 @@ GET_MODEL_METADATA = f"/{PREDICTION_SERVICE}/GetModelMetadata"
 GET_MODEL_STATUS = f"/{MODEL_SERVICE}/GetModelStatus"
 
 
+def _method(channel: grpc.Channel, path: str, request_cls: type, response_cls: type):
+    return channel.unary_unary(
+        path,
+        request_serializer=request_cls.SerializeToString,
+        response_deserializer=response_cls.FromString,
+    )
+
+
 class PredictionServiceStub:
     """Client side of tensorflow.serving.PredictionService (Predict, GetModelMetadata)."""
 
     def __init__(self, channel: grpc.Channel) -> None:
-        self.Predict = channel.unary_unary(
-            PREDICT,
-            request_serializer=pb.PredictRequest.SerializeToString,
-            response_deserializer=pb.PredictResponse.FromString,
-        )
-        self.GetModelMetadata = channel.unary_unary(
-            GET_MODEL_METADATA,
-            request_serializer=pb.GetModelMetadataRequest.SerializeToString,
-            response_deserializer=pb.GetModelMetadataResponse.FromString,
+        self.Predict = _method(channel, PREDICT, pb.PredictRequest, pb.PredictResponse)
+        self.GetModelMetadata = _method(
+            channel, GET_MODEL_METADATA, pb.GetModelMetadataRequest, pb.GetModelMetadataResponse
         )
 
 
@@ -39,10 +41,8 @@ class ModelServiceStub:
     """Client side of tensorflow.serving.ModelService (GetModelStatus)."""
 
     def __init__(self, channel: grpc.Channel) -> None:
-        self.GetModelStatus = channel.unary_unary(
-            GET_MODEL_STATUS,
-            request_serializer=pb.GetModelStatusRequest.SerializeToString,
-            response_deserializer=pb.GetModelStatusResponse.FromString,
+        self.GetModelStatus = _method(
+            channel, GET_MODEL_STATUS, pb.GetModelStatusRequest, pb.GetModelStatusResponse
         )
 
 
