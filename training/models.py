@@ -9,7 +9,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-
 # BatchNorm statistics adapt within ~50 steps instead of Keras's default ~500 (momentum 0.99),
 # so short runs (the architecture comparison, small datasets) evaluate with settled statistics.
 BN_MOMENTUM = 0.9
