@@ -76,7 +76,8 @@ def main() -> None:
         f"# Architecture comparison: {task.name}\n\n{args.epochs} epochs each, {size} px, same "
         f"leakage-free split and seed, uncalibrated; latency is the Keras forward pass at batch 1 "
         f"on this machine's CPU (median of 100).\n\nCommand: `python -m training.compare "
-        f"--task {task.name} --epochs {args.epochs} --size {size}`\n\n"
+        f"--task {task.name} --epochs {args.epochs} --size {size}"
+        f"{f' --max-per-class {args.max_per_class}' if args.max_per_class else ''}`\n\n"
         "| architecture | parameters | val accuracy | val AUC | latency ms | train min |\n"
         f"|---|---|---|---|---|---|\n{table}"
     )
