@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-m", "gateway"], cwd=REPO, env=gateway_env(models, args.grpc_port)
         )
     )
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Explicit for SIGINT too: a launcher started in the background inherits SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     print(
         f"serving {', '.join(models)}: gateway on http://localhost:"
         f"{os.environ.get('CT_PORT', '9696')} once /readyz answers 200",
