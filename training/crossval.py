@@ -62,8 +62,8 @@ def write(task: str, args, size: int, rows: list[dict]) -> None:
         f"# Repeated grouped hold-out: {task}, {args.arch}, {size} px\n\n"
         f"Command: `python -m training.crossval --task {task} --arch {args.arch} --size {size} "
         f"--epochs {args.epochs} --repeats {args.repeats}{init}`\n\n"
-        f"Each row: a different seeded, scan-grouped, stratified split; {args.epochs} epochs "
-        ", the best epoch chosen on that split's validation data (optimistic), no export.\n\n"
+        f"Each row: a different seeded, scan-grouped, stratified split; {args.epochs} epochs, "
+        "the best epoch chosen on that split's validation data (optimistic), no export.\n\n"
         "| seed | val images | val scans | slice AUC | scan AUC |\n|---|---|---|---|---|\n"
         f"{table}\nMean ± sd: slice AUC {stat('slice_auc')}, scan AUC {stat('scan_auc')}.\n"
     )
