@@ -106,9 +106,6 @@ def configure(level: str | int = "INFO", stream: IO[str] | None = None) -> None:
     logger.propagate = False
 
 
-configure_logging = configure  # the name gateway/app.py first used
-
-
 def init_app(app: Any) -> None:
     """Flask hooks: request id in and out (X-Request-ID), and one access log line per request."""
     from flask import g, request
