@@ -52,7 +52,18 @@ def main() -> None:
     rows = []
     for arch in ARCHITECTURES:
         started = time.time()
-        model, _ = fit(p, arch, size, task.channels, args.epochs, args.seed, None, 32, args.epochs)
+        # patience = epochs: no early stop, the best epoch's weights are kept
+        model, _ = fit(
+            p,
+            arch,
+            size,
+            task.channels,
+            args.epochs,
+            args.seed,
+            init_from=None,
+            batch_size=32,
+            patience=args.epochs,
+        )
         probs = ev.calibrated(predict_logits(model, p.x_val, False), 1.0)
         rows.append(
             {

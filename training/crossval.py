@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.audit import run_audit
 from training.data import DEFAULT_DATA_ROOT
 from training.tasks import get_task
 from training.train import REPORTS_ROOT, evaluate, fit, predict_logits, prepare
@@ -30,11 +31,22 @@ def main() -> None:
     args = parser.parse_args()
     task = get_task(args.task)
     size = args.size or task.size
+    data = args.data or DEFAULT_DATA_ROOT / task.dataset_dir
+    audit = run_audit(data, task)  # once: only the split changes between repeats
     rows = []
     for seed in range(1, args.repeats + 1):
-        p = prepare(task, args.data or DEFAULT_DATA_ROOT / task.dataset_dir, size, seed, None)
+        p = prepare(task, data, size, seed, None, audit)
+        # patience = epochs: no early stop, the best epoch's weights are kept
         model, _ = fit(
-            p, args.arch, size, task.channels, args.epochs, seed, args.init_from, 32, args.epochs
+            p,
+            args.arch,
+            size,
+            task.channels,
+            args.epochs,
+            seed,
+            init_from=args.init_from,
+            batch_size=32,
+            patience=args.epochs,
         )
         metrics, _ = evaluate(p, predict_logits(model, p.x_val, False), task)
         row = {"seed": seed, "val_images": len(p.y_val), "slice_auc": metrics["auc"]}

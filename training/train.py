@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from training import evaluate as ev
-from training.audit import run_audit, to_markdown
+from training.audit import AuditResult, run_audit, to_markdown
 from training.data import DEFAULT_DATA_ROOT, REPO, load_pixels
 from training.split import grouped_split
 from training.tasks import TaskSpec, get_task
@@ -69,9 +69,15 @@ def _slice_number(name: str) -> int:
 
 
 def prepare(
-    task: TaskSpec, data: Path, size: int, seed: int, max_per_class: int | None
+    task: TaskSpec,
+    data: Path,
+    size: int,
+    seed: int,
+    max_per_class: int | None,
+    audit: AuditResult | None = None,
 ) -> Prepared:
-    audit = run_audit(data, task)
+    """Audit (unless given one of `data`), split with `seed`, load pixels."""
+    audit = audit or run_audit(data, task)
     split = grouped_split(audit, task.val_fraction, seed)
     records = audit.records
     labels = sorted({records[i].label for i in split.train + split.val})
