@@ -16,7 +16,7 @@ import numpy as np
 from training.audit import run_audit
 from training.data import DEFAULT_DATA_ROOT
 from training.tasks import get_task
-from training.train import REPORTS_ROOT, evaluate, fit, predict_logits, prepare
+from training.train import REPORTS_ROOT, evaluate, fit_for, predict_logits, prepare
 
 
 def main() -> None:
@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--init-from", type=Path)
+    parser.add_argument(
+        "--mil", action="store_true", help="multiple-instance loss, training/mil.py"
+    )
     args = parser.parse_args()
     task = get_task(args.task)
     size = args.size or task.size
@@ -37,13 +40,15 @@ def main() -> None:
     for seed in range(1, args.repeats + 1):
         p = prepare(task, data, size, seed, None, audit)
         # patience = epochs: no early stop, the best epoch's weights are kept
-        model, _ = fit(
+        model, _ = fit_for(
+            task,
             p,
-            args.arch,
-            size,
-            task.channels,
-            args.epochs,
-            seed,
+            mil=args.mil,
+            arch=args.arch,
+            size=size,
+            channels=task.channels,
+            epochs=args.epochs,
+            seed=seed,
             init_from=args.init_from,
             batch_size=32,
             patience=args.epochs,
@@ -68,12 +73,13 @@ def write(task: str, args, size: int, rows: list[dict]) -> None:
         for r in rows
     )
     init = f" --init-from {args.init_from}" if args.init_from else ""
-    out = REPORTS_ROOT / task / f"crossval-{args.arch}-{size}.md"
+    mil = " --mil" if args.mil else ""
+    out = REPORTS_ROOT / task / f"crossval-{args.arch}-{size}{'-mil' if args.mil else ''}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
-        f"# Repeated grouped hold-out: {task}, {args.arch}, {size} px\n\n"
+        f"# Repeated grouped hold-out: {task}, {args.arch}, {size} px{mil}\n\n"
         f"Command: `python -m training.crossval --task {task} --arch {args.arch} --size {size} "
-        f"--epochs {args.epochs} --repeats {args.repeats}{init}`\n\n"
+        f"--epochs {args.epochs} --repeats {args.repeats}{init}{mil}`\n\n"
         f"Each row: a different seeded, scan-grouped, stratified split; {args.epochs} epochs, "
         "the best epoch chosen on that split's validation data (optimistic), no export.\n\n"
         "| seed | val images | val scans | slice AUC | scan AUC |\n|---|---|---|---|---|\n"

@@ -39,6 +39,7 @@ class Prepared:
     w_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    scans_train: np.ndarray | None
     scans_val: np.ndarray | None
     split_summary: dict
     audit_md: str
@@ -95,7 +96,8 @@ def prepare(
         w_train=slice_weights(records, split.train, task),
         x_val=x_val,
         y_val=np.array([index[records[i].label] for i in split.val]),
-        scans_val=np.array([records[i].scan for i in split.val]) if task.grouped_by_scan else None,
+        scans_train=_scans(records, split.train, task),
+        scans_val=_scans(records, split.val, task),
         split_summary=split.summary([r.label for r in records]),
         audit_md=to_markdown(audit.findings, data, task.name),
         split_files={
@@ -104,6 +106,10 @@ def prepare(
             "dropped": {k: [rel(i) for i in v] for k, v in split.dropped.items()},
         },
     )
+
+
+def _scans(records, idx, task: TaskSpec) -> np.ndarray | None:
+    return np.array([records[i].scan for i in idx]) if task.grouped_by_scan else None
 
 
 def _cap(idx, records, n):
@@ -178,6 +184,17 @@ def fit(
         train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stop], verbose=2
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def fit_for(task: TaskSpec, p: Prepared, *, mil: bool, **kwargs):
+    """`fit`, or multiple-instance training (training/mil.py) for tasks labelled per scan."""
+    if not mil:
+        return fit(p, **kwargs)
+    from training.mil import fit_mil
+
+    if task.positive_label is None or not task.grouped_by_scan:
+        raise SystemExit(f"--mil needs a two-class task grouped by scan; {task.name} is not")
+    return fit_mil(p, pos=p.labels.index(task.positive_label), **kwargs)
 
 
 def transfer_backbone(model, checkpoint: Path) -> None:
@@ -286,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
         "--flip-tta", action="store_true", help="average logits with the mirror image"
     )
     parser.add_argument(
+        "--mil", action="store_true", help="multiple-instance loss on scan bags (brain-stroke)"
+    )
+    parser.add_argument(
         "--max-per-class", type=int, help="tiny runs: cap images per class and side"
     )
     parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
@@ -317,17 +337,19 @@ def run(args, command: str) -> Path:
     started = time.time()
     p = prepare(task, data, size, args.seed, args.max_per_class)
     print(json.dumps(p.split_summary), flush=True)
-    model, history = fit(
+    model, history = fit_for(
+        task,
         p,
-        args.arch,
-        size,
-        task.channels,
-        epochs,
-        args.seed,
-        args.init_from,
-        args.batch_size,
-        args.patience,
-        args.lr,
+        mil=args.mil,
+        arch=args.arch,
+        size=size,
+        channels=task.channels,
+        epochs=epochs,
+        seed=args.seed,
+        init_from=args.init_from,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        lr=args.lr,
     )
     save_checkpoint(model, task.name, args.arch, size, task.channels, len(p.labels))
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
