@@ -53,6 +53,8 @@ def test_train_export_serve_predict(tmp_path):
         str(models),
         "--reports-root",
         str(reports),
+        "--checkpoints-dir",
+        str(tmp_path / "checkpoints"),
     ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -209,6 +209,8 @@ def plot_all(
     ax.legend(fontsize=7)
     save(fig, "reliability.png")
 
+    if not history:  # an ensemble: its members' reports hold their curves
+        return names
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key in zip(axes, ("loss", "auc"), strict=True):
         for prefix in ("", "val_"):

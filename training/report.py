@@ -48,6 +48,23 @@ def _binary_section(metrics: dict, labels: list[str]) -> str:
     return text
 
 
+def _members_section(metrics: dict) -> str:
+    members = metrics.get("members")
+    if not members:
+        return ""
+    rows = "".join(
+        f"| {m['arch']} | {m['size']} | `{m.get('command') or 'unknown'}` | "
+        + (f"[report]({m['report']}/report.md)" if m.get("report") else "-")
+        + " |\n"
+        for m in members
+    )
+    return (
+        "\n## Ensemble members\nThe served model averages these members' logits (a member "
+        "with a smaller input gets the image resized in the graph); each was trained on this "
+        "split.\n\n| arch | size | training command | member report |\n|---|---|---|---|\n" + rows
+    )
+
+
 def write_report(
     report_dir: Path, version_dir: Path, task, p, metrics: dict, probs, history: dict, command: str
 ) -> None:
@@ -65,8 +82,9 @@ def write_report(
     ci_unit = "scans" if p.scans_val is not None else "images"
     body = (
         f"# {task.name} — model version {version_dir.name}\n\n"
-        f"Training command: `python -m training.train {command}`\n\n"
-        f"Machine: {platform.processor() or platform.machine()}, trained in "
+        f"Training command: `{command}`\n\n"
+        f"Machine: {platform.processor() or platform.machine()}, "
+        f"{'assembled' if metrics.get('members') else 'trained'} in "
         f"{metrics['train_minutes']:.1f} min.\n\n"
         f"## Data and split\nSee [audit.md](audit.md) for the dataset audit and "
         f"[split.json](split.json) for the exact files on each side.\n\n"
@@ -80,7 +98,8 @@ def write_report(
         f"| latency, batch 1, CPU | {lat['median_ms']:.2f} ms median, "
         f"{lat['p95_ms']:.2f} ms p95 |\n\n"
         f"{_per_class_table(metrics)}"
-        f"{_binary_section(metrics, p.labels)}\n"
+        f"{_binary_section(metrics, p.labels)}"
+        f"{_members_section(metrics)}\n"
         "## Plots\n"
         + "".join(f"![{n}]({n})\n" for n in plots)
         + "\nValidation data also chose early stopping, the temperature and the threshold, so "
@@ -118,7 +137,7 @@ def model_card(task, version_dir: Path, p, metrics: dict, command: str, report_d
             else ""
         )
         + f"- Calibration: temperature {metrics['temperature']:.3f} inside the graph\n"
-        f"- Training command: `python -m training.train {command}`\n"
+        f"- Training command: `{command}`\n"
         f"- Report: training/reports/{task.name}/{report_dir.name}/report.md\n"
         "- Intended use: triage support for research and engineering demos; not a medical device.\n"
     )

@@ -216,13 +216,31 @@ def transfer_backbone(model, checkpoint: Path) -> None:
     print(f"initialised {copied}/{len(dst_layers)} weighted layers from {checkpoint}", flush=True)
 
 
-def save_checkpoint(model, task: str, arch: str, size: int, channels: int, n_classes: int) -> Path:
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    path = CHECKPOINTS / f"{task}-{arch}-{size}.weights.h5"
+def save_checkpoint(
+    model,
+    task: str,
+    arch: str,
+    size: int,
+    channels: int,
+    labels: list[str],
+    seed: int,
+    command: str = "",
+    folder: Path = CHECKPOINTS,
+) -> Path:
+    """Weights plus what is needed to rebuild the model and re-create its split (the seed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{task}-{arch}-{size}.weights.h5"
     model.save_weights(path)
-    path.with_suffix(".json").write_text(
-        json.dumps({"arch": arch, "size": size, "channels": channels, "n_classes": n_classes})
-    )
+    meta = {
+        "arch": arch,
+        "size": size,
+        "channels": channels,
+        "n_classes": len(labels),
+        "labels": labels,
+        "split_seed": seed,
+        "command": command,
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta))
     return path
 
 
@@ -310,8 +328,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
     parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
+    parser.add_argument("--checkpoints-dir", type=Path, default=CHECKPOINTS)
     args = parser.parse_args(argv)
-    run(args, recorded_command(argv if argv is not None else sys.argv[1:]))
+    run(
+        args,
+        "python -m training.train " + recorded_command(argv if argv is not None else sys.argv[1:]),
+    )
+
+
+OUTPUT_FLAGS = ("--models-root", "--reports-root", "--checkpoints-dir")
 
 
 def recorded_command(argv: list[str]) -> str:
@@ -320,9 +345,9 @@ def recorded_command(argv: list[str]) -> str:
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--models-root", "--reports-root"):
+        elif arg in OUTPUT_FLAGS:
             skip = True
-        elif not arg.startswith(("--models-root=", "--reports-root=")):
+        elif not arg.startswith(tuple(f"{flag}=" for flag in OUTPUT_FLAGS)):
             kept.append(arg)
     return " ".join(shlex.quote(a) for a in kept)
 
@@ -351,7 +376,17 @@ def run(args, command: str) -> Path:
         patience=args.patience,
         lr=args.lr,
     )
-    save_checkpoint(model, task.name, args.arch, size, task.channels, len(p.labels))
+    checkpoint = save_checkpoint(
+        model,
+        task.name,
+        args.arch,
+        size,
+        task.channels,
+        p.labels,
+        args.seed,
+        command,
+        args.checkpoints_dir,
+    )
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
     version = next_version(args.models_root / task.name)
     version_dir = export_model(
@@ -371,8 +406,17 @@ def run(args, command: str) -> Path:
     metrics["train_minutes"] = (time.time() - started) / 60
     report_dir = args.reports_root / task.name / f"v{version}"
     write_report(report_dir, version_dir, task, p, metrics, probs, history, command)
+    note_report(checkpoint, report_dir)
     print(f"exported {version_dir}; report {report_dir}", flush=True)
     return version_dir
+
+
+def note_report(checkpoint: Path, report_dir: Path) -> None:
+    """Remember which report belongs to a checkpoint (an ensemble copies its members' reports)."""
+    meta_path = checkpoint.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["report"] = str(Path(report_dir).resolve())
+    meta_path.write_text(json.dumps(meta))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""Average several checkpoints of one task into one served model, then calibrate, evaluate and
+export it like `training.train` does.
+
+`python -m training.ensemble --task brain-tumor --members build/checkpoints/A.weights.h5 B...`
+
+Members must have been trained on the same split (the same data and split seed, stored in their
+checkpoint metadata), or the validation figures would count images a member trained on. The
+ensemble's input size is the largest member's; a smaller member gets the image resized inside the
+graph (bilinear, antialiased), so the gateway still sends one tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from training.data import DEFAULT_DATA_ROOT
+from training.tasks import get_task
+from training.train import (
+    MODELS_ROOT,
+    REPORTS_ROOT,
+    evaluate,
+    measure_latency,
+    predict_logits,
+    prepare,
+    recorded_command,
+)
+
+
+def load_member(checkpoint: Path):
+    """Rebuild a checkpoint's model; returns (model, metadata)."""
+    from training.models import build
+
+    meta = json.loads(checkpoint.with_suffix(".json").read_text())
+    model = build(meta["arch"], meta["size"], meta["channels"], meta["n_classes"])
+    model.load_weights(checkpoint)
+    return model, meta
+
+
+def check_members(metas: list[dict], seed: int, labels: list[str]) -> None:
+    """Refuse members that disagree on labels, channels or split seed."""
+    for meta in metas:
+        if meta.get("labels", labels) != labels or meta["n_classes"] != len(labels):
+            raise SystemExit(f"member labels {meta.get('labels')} differ from the data's {labels}")
+        if meta.get("split_seed", seed) != seed:
+            raise SystemExit(
+                f"a member was trained on split seed {meta['split_seed']}, not {seed}: its "
+                "validation images would include its training images"
+            )
+        if meta["channels"] != metas[0]["channels"]:
+            raise SystemExit("members disagree on the number of channels")
+
+
+def average_model(members: list, sizes: list[int], size: int, channels: int):
+    """One Keras model: the mean of the members' logits, each at its own input size."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((size, size, channels))
+    outputs = []
+    for k, (model, member_size) in enumerate(zip(members, sizes, strict=True), start=1):
+        model.name = f"member{k}_{model.name}"  # members often share an architecture's name
+        x = inputs
+        if member_size != size:
+            x = layers.Resizing(member_size, member_size, antialias=True)(x)
+        outputs.append(model(x))
+    mean = layers.Average()(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, mean, name="ensemble")
+
+
+def describe_member(meta: dict, k: int, report_dir: Path) -> dict:
+    """The member's facts for the report; its own report is copied next to the ensemble's
+    (without the split and audit, which are the ensemble's own)."""
+    out = {key: meta.get(key) for key in ("arch", "size", "command")}
+    source = Path(meta["report"]) if meta.get("report") else None
+    if source and source.is_dir():
+        name = f"member{k}-{meta['arch']}-{meta['size']}"
+        shutil.copytree(
+            source, report_dir / name, ignore=shutil.ignore_patterns("split.json", "audit.md")
+        )
+        out["report"] = name
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from training.export import export_model, next_version
+    from training.report import write_report
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--members", type=Path, nargs="+", required=True)
+    parser.add_argument("--seed", type=int, default=1337, help="the members' split seed")
+    parser.add_argument("--flip-tta", action="store_true")
+    parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
+    parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
+    args = parser.parse_args(argv)
+    started = time.time()
+    task = get_task(args.task)
+    data = args.data or DEFAULT_DATA_ROOT / task.dataset_dir
+    loaded = [load_member(path) for path in args.members]
+    metas = [meta for _, meta in loaded]
+    size = max(meta["size"] for meta in metas)
+    p = prepare(task, data, size, args.seed, None)
+    check_members(metas, args.seed, p.labels)
+    model = average_model(
+        [m for m, _ in loaded], [meta["size"] for meta in metas], size, task.channels
+    )
+    metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
+    version = next_version(args.models_root / task.name)
+    version_dir = export_model(
+        model,
+        args.models_root,
+        task.name,
+        p.labels,
+        size,
+        task.channels,
+        threshold=metrics.get("threshold", -1.0),
+        positive_index=metrics.get("positive_index", -1),
+        temperature=metrics["temperature"],
+        version=version,
+        flip_tta=args.flip_tta,
+    )
+    metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
+    metrics["train_minutes"] = (time.time() - started) / 60  # assembling only; see members
+    report_dir = args.reports_root / task.name / f"v{version}"
+    metrics["members"] = [
+        describe_member(meta, k, report_dir) for k, meta in enumerate(metas, start=1)
+    ]
+    command = "python -m training.ensemble " + recorded_command(
+        argv if argv is not None else sys.argv[1:]
+    )
+    write_report(report_dir, version_dir, task, p, metrics, probs, {}, command)
+    print(f"exported {version_dir}; report {report_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
