@@ -69,17 +69,12 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
             *outputs,
         )
     members = [str(ckpts / f"spine-fracture-plain_cnn-{s}.weights.h5") for s in (48, 32)]
-    _run(
-        "training.ensemble",
-        "--task",
-        "spine-fracture",
-        "--data",
-        str(data),
-        "--members",
-        *members,
-        "--flip-tta",
-        *outputs,
-    )
+    common = ["--task", "spine-fracture", "--data", str(data), "--members", *members]
+    printed = _run("training.ensemble", *common, "--evaluate-only", *outputs)
+    figures = json.loads(printed[printed.index("{") :])
+    assert 0 <= figures["accuracy"] <= 1 and set(figures["f1"]) == set(LABELS)
+    assert sorted(p.name for p in (models / "spine-fracture").iterdir()) == ["1", "2"]
+    _run("training.ensemble", *common, "--flip-tta", *outputs)
 
     version_dir = models / "spine-fracture" / "3"
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -97,8 +92,9 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
     assert meta["split_seed"] == 1337 and meta["labels"] == LABELS
 
 
-def _run(module: str, *args: str) -> None:
+def _run(module: str, *args: str) -> str:
     done = subprocess.run(
         [PYTHON, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

@@ -85,6 +85,15 @@ def describe_member(meta: dict, k: int, report_dir: Path) -> dict:
     return out
 
 
+def summary(metrics: dict) -> dict:
+    """The headline validation figures (per-class F1 included)."""
+    out = {key: metrics[key] for key in ("accuracy", "macro_f1", "auc", "ece") if key in metrics}
+    out["f1"] = {label: round(m["f1"], 3) for label, m in metrics["per_class"].items()}
+    if "scan_level" in metrics:
+        out["scan_auc"] = metrics["scan_level"]["auc"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     import sys
 
@@ -99,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flip-tta", action="store_true")
     parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
     parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
+    parser.add_argument(
+        "--evaluate-only", action="store_true", help="print the validation figures, export nothing"
+    )
     args = parser.parse_args(argv)
     started = time.time()
     task = get_task(args.task)
@@ -112,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         [m for m, _ in loaded], [meta["size"] for meta in metas], size, task.channels
     )
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
+    if args.evaluate_only:
+        print(json.dumps(summary(metrics), indent=1))
+        return
     version = next_version(args.models_root / task.name)
     version_dir = export_model(
         model,
