@@ -5,17 +5,19 @@ Every slice of a normal scan, though, is truly normal. So: negative slices get a
 per-slice loss, and each positive scan is a *bag* whose score is the mean of its top-k slice scores
 (k = `TOP_FRACTION` of the sampled slices), trained towards positive. The network stays a slice
 classifier (same export, same gateway); only the loss changes. `--mil` in train.py and crossval.py.
+The bags replace train.py's edge-slice weights, and each step holds as many negative slices as
+bags' worth of loss, so no class weights either.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from training.train import Prepared
+from training.train import SCAN_TOP_FRACTION, Prepared
 
 BAG_SLICES = 16  # slices sampled from a positive scan per bag (scans hold 20-40 slices)
 BAGS_PER_STEP = 2
-TOP_FRACTION = 0.25  # the same share as the served scan-level rule (train.SCAN_TOP_FRACTION)
+TOP_FRACTION = SCAN_TOP_FRACTION  # a bag is scored like the served scan-level rule
 
 
 def positive_bags(p: Prepared, pos: int) -> list[np.ndarray]:
