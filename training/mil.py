@@ -5,8 +5,8 @@ Every slice of a normal scan, though, is truly normal. So: negative slices get a
 per-slice loss, and each positive scan is a *bag* whose score is the mean of its top-k slice scores
 (k = `TOP_FRACTION` of the sampled slices), trained towards positive. The network stays a slice
 classifier (same export, same gateway); only the loss changes. `--mil` in train.py and crossval.py.
-The bags replace train.py's edge-slice weights, and each step holds as many negative slices as
-bags' worth of loss, so no class weights either.
+The bags replace train.py's edge-slice weights, and the loss averages negatives and bags
+separately, so both classes weigh the same and no class weights are needed.
 """
 
 from __future__ import annotations
