@@ -51,7 +51,7 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
     data = _kaggle_spine_folder(tmp_path / "data")
     models, reports, ckpts = tmp_path / "models", tmp_path / "reports", tmp_path / "ckpt"
     outputs = ["--models-root", str(models), "--reports-root", str(reports)]
-    for size in ("48", "32"):
+    for size, init_seed in (("48", "1337"), ("32", "3")):  # members differ in their init seed
         _run(
             "training.train",
             "--task",
@@ -64,6 +64,8 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
             size,
             "--batch-size",
             "4",
+            "--init-seed",
+            init_seed,
             "--checkpoints-dir",
             str(ckpts),
             *outputs,
@@ -89,7 +91,11 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
     card = (version_dir / "model_card.md").read_text()
     assert "python -m training.ensemble" in card
     meta = json.loads((ckpts / "spine-fracture-plain_cnn-32.weights.json").read_text())
-    assert meta["split_seed"] == 1337 and meta["labels"] == LABELS
+    assert meta["split_seed"] == 1337 and meta["labels"] == LABELS  # not the init seed
+    assert "--init-seed 3" in meta["command"]
+    first = json.loads((reports / "spine-fracture" / "v1" / "split.json").read_text())
+    second = json.loads((reports / "spine-fracture" / "v2" / "split.json").read_text())
+    assert first == second
 
 
 def _run(module: str, *args: str) -> str:

@@ -314,7 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--seed", type=int, default=1337, help="the split's seed (and training's)")
+    parser.add_argument(
+        "--init-seed",
+        type=int,
+        help="seed for weights, augmentation and batch order, if not --seed: ensemble members "
+        "trained on one split need different ones",
+    )
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     parser.add_argument("--init-from", type=Path, help="a project checkpoint (build/checkpoints)")
     parser.add_argument(
@@ -370,7 +376,7 @@ def run(args, command: str) -> Path:
         size=size,
         channels=task.channels,
         epochs=epochs,
-        seed=args.seed,
+        seed=args.seed if args.init_seed is None else args.init_seed,
         init_from=args.init_from,
         batch_size=args.batch_size,
         patience=args.patience,
