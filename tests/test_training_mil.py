@@ -140,3 +140,12 @@ def _prepared_stub(y: np.ndarray, scans: np.ndarray):
         audit_md="",
         split_files={},
     )
+
+
+def test_validation_objective_scores_whole_scans_as_bags():
+    # scan a (normal, 2 slices), scan b (stroke, 4 slices: top quarter = its best slice)
+    scores = np.array([-1.0, -3.0, 2.0, -5.0, -5.0, -5.0])
+    positive = np.array([False, False, True, True, True, True])
+    scans = np.array(["a", "a", "b", "b", "b", "b"])
+    expected = np.mean(np.log1p(np.exp([-1.0, -3.0]))) + np.log1p(np.exp(-2.0))
+    assert mil.validation_objective(scores, positive, scans) == pytest.approx(expected)

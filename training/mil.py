@@ -76,7 +76,6 @@ def fit_mil(
     import keras
     import tensorflow as tf
 
-    from training import evaluate as ev
     from training.models import augmenter, build
     from training.train import transfer_backbone
 
@@ -117,12 +116,7 @@ def fit_mil(
             negatives, bag_rows = sample_step(rng, neg, bags, batch_size)
             x = np.concatenate([p.x_train[negatives], p.x_train[bag_rows.ravel()]])
             losses.append(float(train_step(x, len(negatives), len(bag_rows))))
-        logits = model.predict(xval, batch_size=64, verbose=0)
-        scores = logits[:, pos] - logits[:, 1 - pos]
-        positive = p.y_val == pos
-        slice_auc = float(ev.auc(positive.astype(int), np.stack([-scores, scores], axis=1)))
-        scan_auc = _scan_auc(scores, positive, p.scans_val)
-        val_loss = validation_objective(scores, positive, p.scans_val)
+        val_loss, slice_auc, scan_auc = _validate(model, xval, p, pos)
         for key, val in zip(history, (np.mean(losses), val_loss, slice_auc, scan_auc), strict=True):
             history[key].append(float(val))
         print(
@@ -138,6 +132,18 @@ def fit_mil(
                 break
     model.set_weights(best)
     return model, history
+
+
+def _validate(model, xval: np.ndarray, p: Prepared, pos: int) -> tuple[float, float, float]:
+    """Validation MIL objective, slice AUC and scan AUC of the current weights."""
+    from training import evaluate as ev
+
+    logits = model.predict(xval, batch_size=64, verbose=0)
+    scores = logits[:, pos] - logits[:, 1 - pos]
+    positive = p.y_val == pos
+    slice_auc = float(ev.auc(positive.astype(int), np.stack([-scores, scores], axis=1)))
+    scan_auc = _scan_auc(scores, positive, p.scans_val)
+    return validation_objective(scores, positive, p.scans_val), slice_auc, scan_auc
 
 
 def validation_objective(scores: np.ndarray, positive: np.ndarray, scans: np.ndarray) -> float:
