@@ -27,6 +27,9 @@ def test_check_members_refuses_other_splits_labels_and_channels():
         check_members([_meta(), _meta(split_seed=8)], seed=7, labels=LABELS)
     with pytest.raises(SystemExit, match="labels"):
         check_members([_meta(labels=["normal", "fracture"])], seed=7, labels=LABELS)
+    unrecorded = {k: v for k, v in _meta().items() if k != "split_seed"}
+    with pytest.raises(SystemExit, match="lacks"):
+        check_members([unrecorded], seed=7, labels=LABELS)
     with pytest.raises(SystemExit, match="channels"):
         check_members([_meta(), _meta(channels=3)], seed=7, labels=LABELS)
 

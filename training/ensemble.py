@@ -43,9 +43,15 @@ def load_member(checkpoint: Path):
 def check_members(metas: list[dict], seed: int, labels: list[str]) -> None:
     """Refuse members that disagree on labels, channels or split seed."""
     for meta in metas:
-        if meta.get("labels", labels) != labels or meta["n_classes"] != len(labels):
+        missing = {"labels", "split_seed"} - set(meta)
+        if missing:
+            raise SystemExit(
+                f"a member checkpoint lacks {sorted(missing)} (saved before training.train "
+                "recorded them): retrain it, or add them to its .json if you know them"
+            )
+        if meta["labels"] != labels or meta["n_classes"] != len(labels):
             raise SystemExit(f"member labels {meta.get('labels')} differ from the data's {labels}")
-        if meta.get("split_seed", seed) != seed:
+        if meta["split_seed"] != seed:
             raise SystemExit(
                 f"a member was trained on split seed {meta['split_seed']}, not {seed}: its "
                 "validation images would include its training images"
