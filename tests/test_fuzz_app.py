@@ -20,14 +20,14 @@ from collections import Counter
 import grpc
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from PIL import Image
 
 from gateway import fetch
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
-from tests.fixtures.common import TINY_MODELS
+from tests.fixtures.common import TINY_MODELS, fuzz_settings
 from tests.fixtures.gateway import FakeModel, FakeModelServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -313,13 +313,7 @@ def check_answer(response, injected: bool) -> None:
 
 
 def _fuzz(examples: int):
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    return fuzz_settings(examples, suppress=HealthCheck)
 
 
 @_fuzz(1000)

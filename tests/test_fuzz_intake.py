@@ -19,13 +19,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from PIL import Image
 
 from gateway import fetch
 from gateway.errors import ApiError
 from gateway.preprocess import ImageDecodeError, decode_image, load_model_input
+from tests.fixtures.common import fuzz_settings
 
 # Pillow warns about corrupt EXIF in mutated files; the decode contract is what is tested here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -37,13 +38,7 @@ SHAPES = [(1, 1), (1, 3), (32, 1), (32, 3), (48, 3), (7, 3)]
 
 
 def fuzz(examples: int):
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    return fuzz_settings(examples, suppress=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def assert_model_input(data: bytes, size: int, channels: int) -> np.ndarray | None:

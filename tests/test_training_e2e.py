@@ -32,10 +32,9 @@ def _kaggle_spine_folder(root, per_class: int = 6):
     return root
 
 
-def test_train_export_serve_predict(tmp_path):
-    data = _kaggle_spine_folder(tmp_path / "data")
-    models, reports = tmp_path / "models", tmp_path / "reports"
-    cmd = [
+def tiny_spine_training(data, size: str, models, reports, checkpoints, *extra: str) -> list[str]:
+    """The command line of a one-epoch spine-fracture run writing only below the given folders."""
+    return [
         PYTHON,
         "-m",
         "training.train",
@@ -46,7 +45,7 @@ def test_train_export_serve_predict(tmp_path):
         "--epochs",
         "1",
         "--size",
-        "32",
+        size,
         "--batch-size",
         "4",
         "--models-root",
@@ -54,8 +53,15 @@ def test_train_export_serve_predict(tmp_path):
         "--reports-root",
         str(reports),
         "--checkpoints-dir",
-        str(tmp_path / "checkpoints"),
+        str(checkpoints),
+        *extra,
     ]
+
+
+def test_train_export_serve_predict(tmp_path):
+    data = _kaggle_spine_folder(tmp_path / "data")
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    cmd = tiny_spine_training(data, "32", models, reports, tmp_path / "checkpoints")
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 

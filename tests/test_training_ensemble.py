@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.common import PYTHON, REPO
-from tests.test_training_e2e import _kaggle_spine_folder
+from tests.test_training_e2e import _kaggle_spine_folder, tiny_spine_training
 from training.ensemble import average_model, check_members
 
 LABELS = ["fracture", "normal"]
@@ -55,24 +55,8 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
     models, reports, ckpts = tmp_path / "models", tmp_path / "reports", tmp_path / "ckpt"
     outputs = ["--models-root", str(models), "--reports-root", str(reports)]
     for size, init_seed in (("48", "1337"), ("32", "3")):  # members differ in their init seed
-        _run(
-            "training.train",
-            "--task",
-            "spine-fracture",
-            "--data",
-            str(data),
-            "--epochs",
-            "1",
-            "--size",
-            size,
-            "--batch-size",
-            "4",
-            "--init-seed",
-            init_seed,
-            "--checkpoints-dir",
-            str(ckpts),
-            *outputs,
-        )
+        cmd = tiny_spine_training(data, size, models, reports, ckpts, "--init-seed", init_seed)
+        _run(*cmd[2:])
     members = [str(ckpts / f"spine-fracture-plain_cnn-{s}.weights.h5") for s in (48, 32)]
     common = ["--task", "spine-fracture", "--data", str(data), "--members", *members]
     printed = _run("training.ensemble", *common, "--evaluate-only", *outputs)

@@ -23,7 +23,7 @@ from training.train import (
     MODELS_ROOT,
     REPORTS_ROOT,
     evaluate,
-    measure_latency,
+    export_version,
     predict_logits,
     prepare,
     recorded_command,
@@ -103,7 +103,6 @@ def summary(metrics: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     import sys
 
-    from training.export import export_model, next_version
     from training.report import write_report
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -133,23 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.evaluate_only:
         print(json.dumps(summary(metrics), indent=1))
         return
-    version = next_version(args.models_root / task.name)
-    version_dir = export_model(
-        model,
-        args.models_root,
-        task.name,
-        p.labels,
-        size,
-        task.channels,
-        threshold=metrics.get("threshold", -1.0),
-        positive_index=metrics.get("positive_index", -1),
-        temperature=metrics["temperature"],
-        version=version,
-        flip_tta=args.flip_tta,
-    )
-    metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
+    version_dir, report_dir = export_version(model, task, p, size, metrics, args)
     metrics["train_minutes"] = (time.time() - started) / 60  # assembling only; see members
-    report_dir = args.reports_root / task.name / f"v{version}"
     metrics["members"] = [
         describe_member(meta, k, report_dir) for k, meta in enumerate(metas, start=1)
     ]

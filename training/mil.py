@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.train import SCAN_TOP_FRACTION, Prepared
+from training.train import SCAN_TOP_FRACTION, Prepared, scan_verdicts
 
 BAG_SLICES = 16  # slices sampled from a positive scan per bag (scans hold 20-40 slices)
 BAGS_PER_STEP = 2
@@ -148,12 +148,11 @@ def _validate(model, xval: np.ndarray, p: Prepared, pos: int) -> tuple[float, fl
 
 def validation_objective(scores: np.ndarray, positive: np.ndarray, scans: np.ndarray) -> float:
     """`mil_loss` on validation data, each positive scan one bag of all its slices."""
+    from training import evaluate as ev
+
     neg = np.logaddexp(0.0, scores[~positive]).mean() if (~positive).any() else 0.0
-    tops = []
-    for scan in np.unique(scans[positive]):
-        vals = np.sort(scores[scans == scan])[::-1]
-        tops.append(vals[: max(1, int(round(TOP_FRACTION * len(vals))))].mean())
-    pos = np.logaddexp(0.0, -np.array(tops)).mean() if tops else 0.0
+    _, tops = ev.aggregate_scans(scores[positive], scans[positive], TOP_FRACTION)
+    pos = np.logaddexp(0.0, -tops).mean() if len(tops) else 0.0
     return float(neg + pos)
 
 
@@ -162,8 +161,7 @@ def _scan_auc(scores: np.ndarray, positive: np.ndarray, scans: np.ndarray | None
 
     if scans is None:
         return float("nan")
-    ids, agg = ev.aggregate_scans(scores, scans, TOP_FRACTION)
-    truth = np.array([positive[scans == s][0] for s in ids]).astype(int)
+    agg, truth = scan_verdicts(scores, positive, scans)
     if len(set(truth)) < 2:
         return float("nan")
-    return float(ev.auc(truth, np.stack([-agg, agg], axis=1)))
+    return float(ev.auc(truth.astype(int), np.stack([-agg, agg], axis=1)))

@@ -291,14 +291,19 @@ def evaluate(p: Prepared, logits: np.ndarray, task: TaskSpec) -> tuple[dict, np.
     return out, probs
 
 
-def scan_level(scores, positive, scans) -> dict:
+def scan_verdicts(scores, positive, scans) -> tuple[np.ndarray, np.ndarray]:
+    """Per scan: the aggregated score (the served rule) and whether the scan is positive."""
     ids, agg = ev.aggregate_scans(scores, scans, SCAN_TOP_FRACTION)
-    truth = np.array([positive[scans == s][0] for s in ids])
+    return agg, np.array([positive[scans == s][0] for s in ids])
+
+
+def scan_level(scores, positive, scans) -> dict:
+    agg, truth = scan_verdicts(scores, positive, scans)
     threshold = ev.sensitivity_threshold(agg, truth)
     probs2 = np.stack([1 - agg, agg], axis=1)
     return {
         "rule": f"mean of the top {SCAN_TOP_FRACTION:.0%} slice probabilities of the scan",
-        "scans": int(len(ids)),
+        "scans": int(len(agg)),
         "auc": float(ev.auc(truth.astype(int), probs2)) if len(set(truth)) == 2 else float("nan"),
         "threshold": threshold,
         "at_threshold": ev.binary_at(agg, truth, threshold),
@@ -359,7 +364,6 @@ def recorded_command(argv: list[str]) -> str:
 
 
 def run(args, command: str) -> Path:
-    from training.export import export_model, next_version
     from training.report import write_report
 
     task = get_task(args.task)
@@ -394,6 +398,20 @@ def run(args, command: str) -> Path:
         args.checkpoints_dir,
     )
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
+    version_dir, report_dir = export_version(model, task, p, size, metrics, args)
+    metrics["train_minutes"] = (time.time() - started) / 60
+    write_report(report_dir, version_dir, task, p, metrics, probs, history, command)
+    note_report(checkpoint, report_dir)
+    print(f"exported {version_dir}; report {report_dir}", flush=True)
+    return version_dir
+
+
+def export_version(model, task: TaskSpec, p: Prepared, size: int, metrics: dict, args):
+    """Export `model` as the task's next version under `args.models_root` (labels, threshold
+    and temperature from `metrics`), add its latency to `metrics`; returns the version folder
+    and the report folder that belongs to it."""
+    from training.export import export_model, next_version
+
     version = next_version(args.models_root / task.name)
     version_dir = export_model(
         model,
@@ -409,12 +427,7 @@ def run(args, command: str) -> Path:
         flip_tta=args.flip_tta,
     )
     metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
-    metrics["train_minutes"] = (time.time() - started) / 60
-    report_dir = args.reports_root / task.name / f"v{version}"
-    write_report(report_dir, version_dir, task, p, metrics, probs, history, command)
-    note_report(checkpoint, report_dir)
-    print(f"exported {version_dir}; report {report_dir}", flush=True)
-    return version_dir
+    return version_dir, args.reports_root / task.name / f"v{version}"
 
 
 def note_report(checkpoint: Path, report_dir: Path) -> None:
