@@ -7,7 +7,7 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import intake, logs, metrics
+from gateway import intake, logs, metrics, webpage
 from gateway.config import Settings
 from gateway.errors import ApiError, register_error_handlers
 from gateway.service import Gateway
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.init_app(app)
     _register_metrics(app, settings)
     _register_routes(app, gateway)
+    webpage.init_app(app)
     return app
 
 
