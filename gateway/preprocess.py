@@ -7,12 +7,17 @@ done here: the model takes uint8 pixels and normalises inside its graph.
 Not keras-image-helper (the seeds' preprocessor): it stretches to a square with nearest-neighbour
 resizing, forces RGB, normalises outside the graph and downloads without a timeout or address
 checks; tests/test_seed_preprocessing.py measures the skew it would cause.
+
+DICOM objects (detected by content, gateway/dicom.py) go through `decode_slices`: one 8-bit slice
+per frame, windowed from Hounsfield units, then the same `to_model_input` as pictures.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +48,37 @@ class ImageDecodeError(ValueError):
 
 class ImageTooLargeError(ImageDecodeError):
     """The image header declares more pixels than allowed."""
+
+
+class UnsupportedTransferSyntaxError(ImageDecodeError):
+    """A DICOM object encoded in a transfer syntax no installed decoder reads (the message names
+    the syntax)."""
+
+
+@dataclass(frozen=True)
+class SliceMeta:
+    """What a slice tells about itself, and nothing else from a DICOM object (no patient data)."""
+
+    modality: str | None  # "CT", "MR", ... (DICOM only; None for pictures)
+    position: float | None  # ImagePositionPatient along the slice normal; None when absent
+    instance: int | None  # InstanceNumber
+    series_uid: str | None  # only to detect mixed series: never in an answer or a log
+    frame: int | None  # 0-based frame index in a multi-frame object, else None
+
+
+@dataclass(frozen=True)
+class DecodedSlice:
+    image: Image.Image  # 8-bit "L" or "RGB", already windowed
+    meta: SliceMeta
+
+
+PICTURE_META = SliceMeta(modality=None, position=None, instance=None, series_uid=None, frame=None)
+
+# After the classes above: gateway.dicom imports them from here (either module may load first).
+from gateway import dicom  # noqa: E402
+
+if TYPE_CHECKING:
+    from gateway.dicom import Window
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -109,8 +145,39 @@ def to_model_input(img: Image.Image, size: int, channels: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def decode_slices(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    window: Window | None = None,
+    max_frames: int = 1024,
+) -> list[DecodedSlice]:
+    """Pictures -> one slice; DICOM -> one slice per frame (`window` None: the file's own VOI
+    window, else the frame's min-max). Raises ImageDecodeError (ImageTooLargeError,
+    UnsupportedTransferSyntaxError)."""
+    if not data:
+        raise ImageDecodeError("empty image")
+    dataset = dicom.read(data)
+    if dataset is None:
+        return [DecodedSlice(_to_8bit(decode_image(data, max_pixels)), PICTURE_META)]
+    return dicom.decode(dataset, max_pixels, window, max_frames)
+
+
 def load_model_input(
-    data: bytes, size: int, channels: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    size: int,
+    channels: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    window: Window | None = None,
 ) -> np.ndarray:
-    """Bytes of an image file -> the uint8 array the model takes. Raises ImageDecodeError."""
-    return to_model_input(decode_image(data, max_pixels), size, channels)
+    """Bytes of a picture or single-frame DICOM object -> the uint8 array the model takes.
+    Raises ImageDecodeError (a multi-frame DICOM object belongs to :predict_series)."""
+    dataset = dicom.read(data) if data else None
+    if dataset is None:
+        return to_model_input(decode_image(data, max_pixels), size, channels)
+    frames = dicom.frame_count(dataset)
+    if frames > 1:
+        raise ImageDecodeError(
+            f"DICOM object has {frames} frames: send multi-frame objects to :predict_series"
+        )
+    (single,) = dicom.decode(dataset, max_pixels, window, max_frames=1)
+    return to_model_input(single.image, size, channels)
