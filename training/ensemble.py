@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.evaluate_only:
         print(json.dumps(summary(metrics), indent=1))
         return
-    version_dir, report_dir = export_version(model, task, p, size, metrics, args)
+    version_dir, report_dir = export_version(model, task, p, size, metrics, args, probs)
     metrics["train_minutes"] = (time.time() - started) / 60  # assembling only; see members
     metrics["members"] = [
         describe_member(meta, k, report_dir) for k, meta in enumerate(metas, start=1)

@@ -1,12 +1,15 @@
 """Export a trained Keras model as a self-describing TF Serving SavedModel version.
 
 Layout written: <models_root>/<task>/<version>/{saved_model.pb, variables/, assets.extra/
-tf_serving_warmup_requests, model_card.md}. The signatures follow gateway/model_contract.py.
+tf_serving_warmup_requests, model_card.md}. The signatures follow gateway/model_contract.py:
+serving_default, model_info (with info_json, built by `build_info` from training/tasks.py and the
+caller's validation figures) and explain (Grad-CAM, training/explain.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +27,108 @@ def next_version(task_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
+def build_info(
+    task: str,
+    labels: list[str],
+    validation: dict | None,
+    scan_rule: dict | None = None,
+) -> dict:
+    """The info_json object (gateway/model_contract.py INFO_*): window, label groups, floor and
+    intended use from training/tasks.py; `validation` ({"how": str, figures...}) is checked
+    against the task's floor. A task unknown to tasks.py (tiny test exports) states nothing but
+    the missing validation."""
+    from training.tasks import INTENDED_USE, TASK_SPECS, check_floor
+
+    spec = TASK_SPECS.get(task)
+    if spec is None:
+        return {mc.INFO_VALIDATED: False, mc.INFO_VALIDATED_REASON: f"{task}: no task facts"}
+    groups = spec.label_groups
+    if groups and sorted(sum(groups.values(), [])) != sorted(labels):
+        raise ValueError(f"{task}: label_groups in training/tasks.py do not cover {labels}")
+    validated, reason = check_floor(spec, validation)
+    return {
+        mc.INFO_WINDOW: spec.window,
+        mc.INFO_SCAN_RULE: scan_rule,
+        mc.INFO_LABEL_GROUPS: groups,
+        mc.INFO_VALIDATION: validation,
+        mc.INFO_VALIDATED: validated,
+        mc.INFO_VALIDATED_REASON: reason,
+        mc.INFO_INTENDED_USE: INTENDED_USE,
+    }
+
+
+def finding_figures(
+    y: np.ndarray, probs: np.ndarray, labels: list[str], groups: dict, positive: str
+) -> dict:
+    """Finding-level figures: an image's finding is the group with the largest summed
+    probability; accuracy, sensitivity of the `positive` finding and specificity, each with a
+    95% bootstrap interval over images."""
+    from training import evaluate as ev
+
+    names = list(groups)
+    member = np.array([[lab in groups[g] for g in names] for lab in labels], np.float64)
+    truth = member[y].argmax(axis=1)
+    pred = (probs @ member).argmax(axis=1)
+    pos = names.index(positive)
+    one_hot = np.eye(len(names))[pred]  # bootstrap_ci hands rows of this to the metric
+
+    def accuracy(t, p):
+        return float((p.argmax(axis=1) == t).mean())
+
+    def sensitivity(t, p):
+        return float((p.argmax(axis=1)[t == pos] == pos).mean())
+
+    def specificity(t, p):
+        return float((p.argmax(axis=1)[t != pos] != pos).mean())
+
+    out = {}
+    for name, metric in (
+        ("finding_accuracy", accuracy),
+        (f"{positive}_sensitivity", sensitivity),
+        ("specificity", specificity),
+    ):
+        out[name] = metric(truth, one_hot)
+        out[f"{name}_ci95"] = list(ev.bootstrap_ci(metric, truth, one_hot))
+    out["images"] = int(len(y))
+    out["finding_rule"] = "the group with the largest summed probability"
+    return out
+
+
+def json_safe(value):
+    """`value` with NaN and infinities as null (strict JSON; an AUC of one class is NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def top_fraction_scan_rule(top_fraction: float, threshold: float) -> dict:
+    """info_json scan_rule: the mean of the top `top_fraction` of a scan's slice probabilities
+    of the positive class, positive at/above `threshold` (training.train.scan_level)."""
+    from gateway import scan_rule
+
+    return {
+        "aggregation": scan_rule.TOP_FRACTION_MEAN,
+        "top_fraction": float(top_fraction),
+        "threshold": float(threshold),
+        "description": scan_rule.describe(top_fraction),
+    }
+
+
 def _serving_functions(
-    model, labels, size, channels, threshold, positive_index, temperature, flip_tta
+    model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info
 ):
+    from training.explain import make_explain
+
     label_tensor = tf.constant([str(label) for label in labels])
+    info_tensor = tf.constant(json.dumps(info, sort_keys=True, allow_nan=False))
     image_spec = tf.TensorSpec([None, size, size, channels], tf.uint8, name=mc.INPUT_KEY)
+    explain_fn = make_explain(model, positive_index if len(labels) == 2 else -1, flip_tta)
 
     @tf.function(input_signature=[image_spec])
     def serve(image):
@@ -46,30 +146,46 @@ def _serving_functions(
             mc.LABELS_KEY: tf.tile(label_tensor[tf.newaxis], [n, 1]),
             mc.THRESHOLD_KEY: tf.fill([n], tf.constant(threshold, tf.float32)),
             mc.POSITIVE_INDEX_KEY: tf.fill([n], tf.constant(positive_index, tf.int32)),
+            mc.INFO_JSON_KEY: tf.fill([n], info_tensor),
         }
 
-    return serve, model_info
+    @tf.function(input_signature=[image_spec])
+    def explain(image):
+        logits, heatmap, cls = explain_fn(tf.cast(image, tf.float32) / 255.0)
+        return {
+            mc.PROBABILITIES_KEY: tf.nn.softmax(tf.cast(logits, tf.float32) / temperature),
+            mc.HEATMAP_KEY: heatmap,
+            mc.HEATMAP_CLASS_KEY: cls,
+        }
+
+    return serve, model_info, explain
 
 
 def write_warmup_records(version_dir: Path, task: str, size: int, channels: int) -> Path:
-    """TF Serving replays these at load so the first real request is not slow."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
+    """TF Serving replays these at load so the first real request (predict or explain) is not
+    slow."""
     path = version_dir / "assets.extra" / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for batch in WARMUP_BATCH_SIZES:
-            pixels = rng.integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=task, signature_name=mc.PREDICT_SIGNATURE)
-            )
-            request.inputs[mc.INPUT_KEY].CopyFrom(tf.make_tensor_proto(pixels))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
-            writer.write(log.SerializeToString())
+        for signature in (mc.PREDICT_SIGNATURE, mc.EXPLAIN_SIGNATURE):
+            for batch in WARMUP_BATCH_SIZES:
+                pixels = rng.integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
+                writer.write(_warmup_record(task, signature, pixels))
     return path
+
+
+def _warmup_record(task: str, signature: str, pixels: np.ndarray) -> bytes:
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=task, signature_name=signature)
+    )
+    request.inputs[mc.INPUT_KEY].CopyFrom(tf.make_tensor_proto(pixels))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)
+    )
+    return log.SerializeToString()
 
 
 def export_model(
@@ -85,8 +201,10 @@ def export_model(
     model_card: str | None = None,
     version: int | None = None,
     flip_tta: bool = False,
+    info: dict | None = None,
 ) -> Path:
-    """Write `model` (logits out, float [0,1] pixels in) as a new version; returns its directory."""
+    """Write `model` (logits out, float [0,1] pixels in) as a new version; returns its directory.
+    `info` is the info_json object (`build_info`); None: tasks.py's facts, no validation."""
     import keras
 
     task_dir = Path(models_root) / task
@@ -94,13 +212,15 @@ def export_model(
     version_dir = task_dir / str(version)
     if version_dir.exists():
         raise FileExistsError(f"{version_dir} exists; model versions are immutable")
-    serve, model_info = _serving_functions(
-        model, labels, size, channels, threshold, positive_index, temperature, flip_tta
+    info = json_safe(build_info(task, labels, None) if info is None else info)
+    serve, model_info, explain = _serving_functions(
+        model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info
     )
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(mc.PREDICT_SIGNATURE, serve)
     archive.add_endpoint(mc.INFO_SIGNATURE, model_info)
+    archive.add_endpoint(mc.EXPLAIN_SIGNATURE, explain)
     archive.write_out(str(version_dir), verbose=False)
     write_warmup_records(version_dir, task, size, channels)
     if model_card:

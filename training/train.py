@@ -398,7 +398,7 @@ def run(args, command: str) -> Path:
         args.checkpoints_dir,
     )
     metrics, probs = evaluate(p, predict_logits(model, p.x_val, args.flip_tta), task)
-    version_dir, report_dir = export_version(model, task, p, size, metrics, args)
+    version_dir, report_dir = export_version(model, task, p, size, metrics, args, probs)
     metrics["train_minutes"] = (time.time() - started) / 60
     write_report(report_dir, version_dir, task, p, metrics, probs, history, command)
     note_report(checkpoint, report_dir)
@@ -406,12 +406,47 @@ def run(args, command: str) -> Path:
     return version_dir
 
 
-def export_version(model, task: TaskSpec, p: Prepared, size: int, metrics: dict, args):
+def validation_figures(task: TaskSpec, p: Prepared, metrics: dict, probs, seed: int) -> dict:
+    """info_json "validation": the figures of this run's validation split that the task's
+    floor (training/tasks.py) names, with how they were measured."""
+    from training.export import finding_figures
+
+    unit = f"{len(np.unique(p.scans_val))} scans" if p.scans_val is not None else "images"
+    out = {
+        "how": f"one seeded split (seed {seed}), {len(p.y_val)} validation images ({unit}) that "
+        "also chose early stopping and the temperature (and threshold): optimistic",
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "auc": metrics["auc"],
+    }
+    if "scan_level" in metrics:
+        out["scan_auc"] = metrics["scan_level"]["auc"]
+        out["scans"] = metrics["scan_level"]["scans"]
+    if task.label_groups and probs is not None:
+        groups, positive = task.label_groups, task.positive_finding
+        out.update(finding_figures(p.y_val, probs, p.labels, groups, positive))
+    return out
+
+
+def training_info(task: TaskSpec, p: Prepared, metrics: dict, probs, seed: int) -> dict:
+    """The info_json object of a model trained (or assembled) on `p`'s split."""
+    from training.export import build_info, top_fraction_scan_rule
+
+    scan = metrics.get("scan_level")
+    rule = top_fraction_scan_rule(SCAN_TOP_FRACTION, scan["threshold"]) if scan else None
+    return build_info(
+        task.name, p.labels, validation_figures(task, p, metrics, probs, seed), scan_rule=rule
+    )
+
+
+def export_version(model, task: TaskSpec, p: Prepared, size: int, metrics: dict, args, probs=None):
     """Export `model` as the task's next version under `args.models_root` (labels, threshold
-    and temperature from `metrics`), add its latency to `metrics`; returns the version folder
+    and temperature from `metrics`, info_json from `training_info`, `probs` being the calibrated
+    validation probabilities), add its latency and info to `metrics`; returns the version folder
     and the report folder that belongs to it."""
     from training.export import export_model, next_version
 
+    metrics["info_json"] = training_info(task, p, metrics, probs, args.seed)
     version = next_version(args.models_root / task.name)
     version_dir = export_model(
         model,
@@ -425,6 +460,7 @@ def export_version(model, task: TaskSpec, p: Prepared, size: int, metrics: dict,
         temperature=metrics["temperature"],
         version=version,
         flip_tta=args.flip_tta,
+        info=metrics["info_json"],
     )
     metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
     return version_dir, args.reports_root / task.name / f"v{version}"
