@@ -23,7 +23,13 @@ import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from gateway.preprocess import (
     ALLOWED_FORMATS,
@@ -48,6 +54,8 @@ _MAGIC_OFFSET = 128
 # big endian. No picture format the gateway takes starts with these bytes.
 _BARE_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 _PIXEL_DATA = 0x7FE00010
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 _MODALITY_RE = re.compile(r"[A-Z0-9_]{1,16}")
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
@@ -73,7 +81,7 @@ def window_to_uint8(values: np.ndarray, window: Window) -> np.ndarray:
     c - 0.5 and w - 1). Computed in float64, rounded half to even (numpy.rint); NaN -> 0.
     """
     low = window.center - window.width / 2
-    scaled = (np.asarray(values, dtype=np.float64) - low) * (255.0 / window.width)
+    scaled = (np.asarray(values, dtype=np.float64) - low) / window.width * 255.0
     scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
     return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
@@ -89,16 +97,32 @@ def read(data: bytes) -> Dataset | None:
         dataset = _parse(data)
         if dataset is None:
             raise ImageDecodeError("cannot read DICOM object: malformed or truncated header")
-        return dataset
-    if data[:2] not in _BARE_STARTS or _is_picture(data):
+    elif data[:2] not in _BARE_STARTS or _is_picture(data):
         return None
-    dataset = _parse(data)
-    if dataset is None or not any(
-        tag.group == 0x0008 or tag == _PIXEL_DATA
-        for tag in dataset.keys()  # noqa: SIM118 - iterating a Dataset converts every value
-    ):
-        return None
+    else:
+        dataset = _parse(data)
+        if dataset is None or not any(
+            tag.group == 0x0008 or tag == _PIXEL_DATA
+            for tag in dataset.keys()  # noqa: SIM118 - iterating a Dataset converts every value
+        ):
+            return None
+    _check_encapsulation_complete(dataset, data)
     return dataset
+
+
+def _check_encapsulation_complete(dataset: Dataset, data: bytes) -> None:
+    """Compressed pixel data must end in its sequence delimiter: pydicom reads a file cut inside
+    it up to the end (with a warning only), and some decoders then return part of an image."""
+    try:
+        element = dataset.get_item(_PIXEL_DATA) if _PIXEL_DATA in dataset else None
+        deflated = dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+        if element is None or element.length != _UNDEFINED_LENGTH or deflated:
+            return  # native data (its length is checked on decoding); deflated: offsets differ
+        end = element.value_tell + len(element.value)
+    except Exception:  # unreadable here: the decoder will refuse it
+        return
+    if data[end : end + 8] != _SEQUENCE_DELIMITER:
+        raise ImageDecodeError("DICOM pixel data is truncated")
 
 
 def frame_count(dataset: Dataset) -> int:
@@ -290,9 +314,8 @@ def _grey_to_uint8(
     window = window or _file_window(dataset, frame) or _min_max_window(values)
     if window is None:
         return np.zeros(values.shape, np.uint8)
-    if photometric == "MONOCHROME1":  # high values are dark: mirror values and window
-        values, window = -values, Window(-window.center, window.width)
-    return window_to_uint8(values, window)
+    grey = window_to_uint8(values, window)
+    return 255 - grey if photometric == "MONOCHROME1" else grey  # MONOCHROME1: high is dark
 
 
 def _min_max_window(values: np.ndarray) -> Window | None:
