@@ -46,10 +46,25 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
         gateway.check_task(task)  # 404 before reading a body for a model we do not serve
         return jsonify(gateway.predict(task, intake.read_image(request, settings)))
 
+    @app.post("/v1/models/<task:task>:explain")
+    def explain(task: str):
+        gateway.check_task(task)
+        image = intake.read_image(request, settings)
+        return jsonify(gateway.predict(task, image, explain=True))
+
+    @app.post("/v1/models/<task:task>:predict_series")
+    def predict_series(task: str):
+        gateway.check_task(task)
+        explain = request.args.get("explain")
+        _allow_series_body(settings)
+        files = intake.read_series(request, settings)
+        return jsonify(gateway.predict_series(task, files, explain))
+
     @app.post("/predict")
     def predict_default():
         image = intake.read_image(request, settings, intake.ALIAS_FIELDS)
-        return jsonify(gateway.predict(settings.default_task, image))
+        body = gateway.predict(settings.default_task, image)
+        return jsonify(seed_answer(body, gateway.model(settings.default_task)["positive_label"]))
 
     @app.get("/v1/models")
     def list_models():
@@ -76,6 +91,21 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def metrics_endpoint():
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
+
+
+def _allow_series_body(settings: Settings) -> None:
+    """A series may be larger than one image: raise this request's body and form-part caps."""
+    request.max_content_length = settings.max_series_bytes + 1  # see gateway/intake.py
+    request.max_form_parts = 2 * settings.max_series_slices + 16
+
+
+def seed_answer(body: dict, positive_label: str | None) -> dict:
+    """The seed clients read {"stroke": true|false}: a binary default task's answer also carries
+    its positive label, lower-cased, as a key (unless that would overwrite a key of the answer)."""
+    key = positive_label.lower() if positive_label else None
+    if "positive" in body and key and key not in body:
+        return {**body, key: body["positive"]}
+    return body
 
 
 def _register_metrics(app: Flask, settings: Settings) -> None:

@@ -3,6 +3,9 @@
 python -m gateway.client scan.jpg --task brain-stroke
 python -m gateway.client https://example.org/scan.png --task brain-tumor --host http://gw:9696
 python -m gateway.client scan.jpg --b64          # send as JSON image_b64 instead of multipart
+python -m gateway.client scan-folder/ --task brain-stroke    # a series: every file in the folder
+python -m gateway.client scan.zip --task brain-stroke        # a series as one zip
+python -m gateway.client scan.dcm --task brain-stroke --explain   # answer plus heatmap (base64)
 """
 
 from __future__ import annotations
@@ -22,27 +25,50 @@ from gateway.config import DEFAULT_PORT
 DEFAULT_HOST = f"http://localhost:{DEFAULT_PORT}"
 
 
-def build_request(source: str, task: str | None, host: str, b64: bool) -> urllib.request.Request:
-    path = f"/v1/models/{task}:predict" if task else "/predict"
-    url = host.rstrip("/") + path
+def build_request(
+    source: str, task: str | None, host: str, b64: bool, explain: bool = False
+) -> urllib.request.Request:
+    path = Path(source)
+    series = path.is_dir() or path.suffix.lower() == ".zip"
+    if series and not task:
+        raise ValueError("a folder or zip is a series: give --task")
+    verb = "predict_series" if series else ("explain" if explain else "predict")
+    url = host.rstrip("/") + (f"/v1/models/{task}:{verb}" if task else "/predict")
+    if series and explain:
+        url += "?explain=top"
     if source.startswith(("http://", "https://")):
         return _json_request(url, {"url": source})
-    data = Path(source).read_bytes()
     if b64:
-        return _json_request(url, {"image_b64": base64.b64encode(data).decode()})
+        return _json_request(url, {"image_b64": base64.b64encode(path.read_bytes()).decode()})
     field = "image" if task else "img"
-    boundary = uuid.uuid4().hex
-    kind = mimetypes.guess_type(source)[0] or "application/octet-stream"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-            f'filename="{Path(source).name}"\r\nContent-Type: {kind}\r\n\r\n'
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    files = series_files(path) if path.is_dir() else [path]
+    body, content_type = multipart_body(field, [(f.name, f.read_bytes()) for f in files])
+    headers = {"Content-Type": content_type}
     return urllib.request.Request(url, data=body, headers=headers, method="POST")
+
+
+def series_files(folder: Path) -> list[Path]:
+    """The files of a scan folder (not hidden ones); the gateway puts them in order."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"{folder} holds no files")
+    return files
+
+
+def multipart_body(field: str, files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """multipart/form-data with one `field` part per file; returns (body, Content-Type)."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, data in files:
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        safe = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{safe}"\r\nContent-Type: {kind}\r\n\r\n'
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def _json_request(url: str, payload: dict) -> urllib.request.Request:
@@ -52,16 +78,21 @@ def _json_request(url: str, payload: dict) -> urllib.request.Request:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Send one image to the ct-triage gateway.")
-    parser.add_argument("source", help="an image file, or an http(s) URL the gateway downloads")
+    parser = argparse.ArgumentParser(description="Send an image or a series to the gateway.")
+    parser.add_argument(
+        "source",
+        help="an image or DICOM file, a folder or .zip of one scan's slices (a series), "
+        "or an http(s) URL the gateway downloads",
+    )
     parser.add_argument("--task", help="model name; without it, POST /predict (default task)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"gateway base URL ({DEFAULT_HOST})")
     parser.add_argument("--b64", action="store_true", help="send a file as JSON image_b64")
-    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--explain", action="store_true", help="ask for a heatmap too")
+    parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     try:
-        request = build_request(args.source, args.task, args.host, args.b64)
-    except OSError as exc:
+        request = build_request(args.source, args.task, args.host, args.b64, args.explain)
+    except (OSError, ValueError) as exc:
         print(f"cannot read {args.source}: {exc}", file=sys.stderr)
         return 2
     try:

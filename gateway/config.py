@@ -39,6 +39,10 @@ class Settings:
     grpc_lb_policy: str = "round_robin"
     max_request_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_series_bytes: int = 128 * 1024 * 1024  # one series request (all slices, or the zip)
+    max_series_slices: int = 512  # slices of one series (multi-frame DICOM frames count each)
+    # Images per Predict: TF Serving's max_batch_size (model-server/batching.config; a test checks).
+    max_batch_size: int = 16
     metadata_ttl_s: float = 30.0
     url_allow_private: bool = False
     url_timeout_s: float = 5.0
@@ -114,6 +118,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool],
     "grpc_lb_policy": ("CT_GRPC_LB_POLICY", str, LB_POLICIES.__contains__, f"one of {LB_POLICIES}"),
     "max_request_bytes": ("CT_MAX_REQUEST_BYTES", int, lambda v: v > 0, "bytes > 0"),
     "max_image_pixels": ("CT_MAX_IMAGE_PIXELS", int, lambda v: v > 0, "pixels > 0"),
+    "max_series_bytes": ("CT_MAX_SERIES_BYTES", int, lambda v: v > 0, "bytes > 0"),
+    "max_series_slices": ("CT_MAX_SERIES_SLICES", int, lambda v: 1 <= v <= 10_000, "1..10000"),
+    "max_batch_size": ("CT_MAX_BATCH_SIZE", int, lambda v: 1 <= v <= 1024, "1..1024"),
     "metadata_ttl_s": ("CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0"),
     "url_allow_private": ("CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"),
     "url_timeout_s": ("CT_URL_TIMEOUT_S", float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),

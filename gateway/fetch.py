@@ -44,7 +44,12 @@ MAX_URL_CHARS = 4096
 CHUNK_BYTES = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 OK_STATUSES = frozenset({200, 203})
-ACCEPTED_TYPES = ("application/octet-stream", "application/dicom")
+ACCEPTED_TYPES = (
+    "application/octet-stream",
+    "application/dicom",
+    "application/zip",  # a series
+    "application/x-zip-compressed",
+)
 USER_AGENT = "ct-triage-gateway/1"
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
@@ -445,12 +450,12 @@ def _connect(
 
 
 def _request(
-    target: Target, addresses: list[IPAddress], settings: FetchSettings, deadline: float
+    target: Target, addresses: list[IPAddress], settings: FetchSettings, deadline: float, limit: int
 ) -> _Answer:
     with _Watchdog(deadline) as watchdog:
         conn = _connect(target, addresses, deadline, watchdog)
         try:
-            answer = _exchange(conn, target, settings.max_request_bytes, watchdog)
+            answer = _exchange(conn, target, limit, watchdog)
             if watchdog.fired:  # a read cut short by the watchdog looks like a clean EOF
                 raise _timeout()
             return answer
@@ -521,13 +526,16 @@ def _read_capped(resp: http.client.HTTPResponse, cap: int, watchdog: _Watchdog) 
 # ----------------------------------------------------------------------------- entry point
 
 
-def fetch_image(url: str, settings: FetchSettings) -> bytes:
-    """GET an image from a client-supplied URL, following checked redirects. Raises ApiError."""
+def fetch_image(url: str, settings: FetchSettings, limit: int | None = None) -> bytes:
+    """GET an image from a client-supplied URL, following checked redirects. Raises ApiError.
+
+    At most `limit` bytes (default: settings.max_request_bytes; a series allows more)."""
+    limit = settings.max_request_bytes if limit is None else limit
     deadline = time.monotonic() + settings.url_timeout_s
     target = parse_url(url)
     for hop in range(settings.url_max_redirects + 1):
         addresses = checked_addresses(target, settings.url_allow_private, deadline)
-        answer = _request(target, addresses, settings, deadline)
+        answer = _request(target, addresses, settings, deadline, limit)
         if answer.status not in REDIRECT_STATUSES:
             extra = {"url": redact_url(target.url), "bytes": len(answer.body), "redirects": hop}
             log.info("url fetched", extra=extra)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from flask import Request
 
-from gateway import fetch
+from gateway import archive, fetch
+from gateway.archive import Member
 from gateway.config import Settings
 from gateway.errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 
@@ -37,6 +38,42 @@ def read_image(
     supported = _SUPPORTED.format(fields=" or ".join(fields), keys=" or ".join(JSON_KEYS))
     got = request.mimetype or "no Content-Type"
     raise UnsupportedMediaTypeError(f"unsupported content type {got!r}; send {supported}")
+
+
+def read_series(request: Request, settings: Settings) -> list[Member]:
+    """The files of one series: repeated multipart `image` fields, or one zip (multipart or JSON).
+
+    Caps: CT_MAX_SERIES_BYTES for the body and for the zip's inflated content, and
+    CT_MAX_SERIES_SLICES files (413). A request that carries one picture is a series of one.
+    """
+    limit = settings.max_series_bytes
+    check_size(request, limit)
+    if request.mimetype == "multipart/form-data":
+        uploads = request.files.getlist(IMAGE_FIELD)
+        if len(uploads) > settings.max_series_slices:
+            raise PayloadTooLargeError(
+                f"{len(uploads)} files, more than the {settings.max_series_slices} slices allowed",
+                "too_many_slices",
+            )
+        members = [Member(_upload_name(u.filename, k), u.read()) for k, u in enumerate(uploads)]
+        if not members:
+            _from_multipart(request, (IMAGE_FIELD,))  # raises the right 400
+    elif request.is_json:
+        members = [Member("image", _from_json(request, settings, limit))]
+    else:
+        read_image(request, settings)  # raises the right 415
+    for member in members:
+        if not member.data:
+            raise BadRequestError(f"the uploaded file {member.name!r} is empty", "empty_image")
+    if len(members) == 1 and archive.is_zip(members[0].data):
+        return archive.read_zip(members[0].data, settings.max_series_slices, limit)
+    return members
+
+
+def _upload_name(filename: str | None, index: int) -> str:
+    """A slice's name for the answer: the client's file name without control characters."""
+    name = "".join(ch for ch in (filename or "") if ch.isprintable())[: archive.MAX_NAME_CHARS]
+    return name or f"image-{index + 1}"
 
 
 def check_size(request: Request, limit: int) -> None:
@@ -64,7 +101,7 @@ def _from_multipart(request: Request, fields: Sequence[str]) -> bytes:
     )
 
 
-def _from_json(request: Request, settings: Settings) -> bytes:
+def _from_json(request: Request, settings: Settings, limit: int | None = None) -> bytes:
     try:
         body = json.loads(request.get_data(cache=True))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -80,7 +117,7 @@ def _from_json(request: Request, settings: Settings) -> bytes:
     if not isinstance(value, str) or not value.strip():
         raise BadRequestError(f"{present[0]!r} must be a non-empty string")
     if present[0] == "url":
-        return fetch.fetch_image(value.strip(), settings)
+        return fetch.fetch_image(value.strip(), settings, limit)
     return decode_b64(value)
 
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from gateway import model_contract as mc
 from gateway import tfs_api_pb2 as pb
+from gateway.description import Description, DescriptionError
+from gateway.description import parse as _parse_json
 from gateway.errors import BadGatewayError
 from gateway.tensors import TensorError, make_ndarray, numpy_dtype
 from gateway.tfs_client import TfsClient
@@ -42,6 +44,8 @@ class ModelInfo:
     labels: tuple[str, ...]
     threshold: float | None  # binary tasks only
     positive_index: int | None  # binary tasks only
+    description: Description = Description()
+    explainable: bool = False  # has the explain signature
 
     @property
     def input_shape(self) -> list[int]:
@@ -60,6 +64,8 @@ class ModelInfo:
             "input_dtype": self.input_dtype.name,
             "threshold": self.threshold,
             "positive_label": self.labels[self.positive_index] if self.binary else None,
+            "explainable": self.explainable,
+            **self.description.to_dict(),
         }
 
 
@@ -98,6 +104,35 @@ def parse_input(sigs: dict[str, pb.SignatureDef]) -> tuple[int, int, np.dtype, i
     out_dims = [d.size for d in serving.outputs[mc.PROBABILITIES_KEY].tensor_shape.dim]
     n_classes = out_dims[1] if len(out_dims) == 2 and out_dims[1] > 0 else None
     return dims[1], dims[3], numpy_dtype(tensor.dtype), n_classes
+
+
+def parse_explain(sigs: dict[str, pb.SignatureDef], size: int, channels: int) -> bool:
+    """Whether the model has an explain signature the gateway can use (same input as predict)."""
+    explain = sigs.get(mc.EXPLAIN_SIGNATURE)
+    if explain is None:
+        return False
+    wanted = (mc.PROBABILITIES_KEY, mc.HEATMAP_KEY, mc.HEATMAP_CLASS_KEY)
+    if mc.INPUT_KEY not in explain.inputs or not all(k in explain.outputs for k in wanted):
+        raise ModelContractError(
+            f"{mc.EXPLAIN_SIGNATURE} must map {mc.INPUT_KEY!r} to {', '.join(wanted)}"
+        )
+    dims = [d.size for d in explain.inputs[mc.INPUT_KEY].tensor_shape.dim]
+    if dims[1:] != [size, size, channels]:
+        raise ModelContractError(f"{mc.EXPLAIN_SIGNATURE} input has shape {dims}")
+    return True
+
+
+def parse_description(
+    response: pb.PredictResponse, labels: tuple[str, ...], binary: bool
+) -> Description:
+    """The model's info_json (an empty Description for versions exported before it existed)."""
+    if mc.INFO_JSON_KEY not in response.outputs:
+        return Description()
+    try:
+        values = make_ndarray(response.outputs[mc.INFO_JSON_KEY]).reshape(-1)
+        return _parse_json(values[0] if values.size else None, labels, binary)
+    except (TensorError, DescriptionError) as exc:
+        raise ModelContractError(f"bad {mc.INFO_JSON_KEY!r}: {exc}") from None
 
 
 def parse_info(response: pb.PredictResponse) -> tuple[tuple[str, ...], float | None, int | None]:
@@ -177,7 +212,9 @@ class ModelRegistry:
     def _load(self, task: str, version: int | None) -> ModelInfo:
         metadata = self._client.metadata(task, version)
         loaded_version = int(metadata.model_spec.version.value)
-        size, channels, dtype, n_classes = parse_input(signature_defs(metadata))
+        sigs = signature_defs(metadata)
+        size, channels, dtype, n_classes = parse_input(sigs)
+        explainable = parse_explain(sigs, size, channels)
         info_response = self._client.predict(
             task,
             {mc.INFO_INPUT_KEY: np.zeros([1], np.int32)},
@@ -187,7 +224,19 @@ class ModelRegistry:
         labels, threshold, positive = parse_info(info_response)
         if n_classes is not None and n_classes != len(labels):
             raise ModelContractError(f"model outputs {n_classes} classes but has labels {labels}")
-        info = ModelInfo(task, loaded_version, size, channels, dtype, labels, threshold, positive)
+        description = parse_description(info_response, labels, positive is not None)
+        info = ModelInfo(
+            task,
+            loaded_version,
+            size,
+            channels,
+            dtype,
+            labels,
+            threshold,
+            positive,
+            description,
+            explainable,
+        )
         self._store(info, current=version is None)
         return info
 

@@ -165,9 +165,48 @@ def predict_all(base: str, models: list[dict], image: bytes) -> None:
         print(f"ok   {model['task']}: v{reply.body['version']} label={reply.body['label']}")
 
 
+SERIES_SLICES = 3
+
+
+def multipart_files(field: str, files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{name}"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def predict_series_all(base: str, models: list[dict]) -> None:
+    """A small series per model: one answer per slice, in file-name order, and a scan verdict."""
+    files = [(f"slice ({k}).png", synthetic_png(96 + 16 * k)) for k in range(SERIES_SLICES, 0, -1)]
+    for model in models:
+        data, content_type = multipart_files("image", files)
+        url = f"{base}/v1/models/{model['task']}:predict_series"
+        reply = request(url, data, content_type, timeout=60.0)
+        if reply.status != 200:
+            raise SmokeError(f"POST {url} -> HTTP {reply.status}: {reply.body}")
+        body = reply.body
+        names = [s.get("name") for s in body.get("slices", [])]
+        if names != [f"slice ({k}).png" for k in range(1, SERIES_SLICES + 1)]:
+            raise SmokeError(f"{model['task']}: series slices {names} not in natural order")
+        for entry in body["slices"]:
+            check_prediction(model, {**entry, "model": body["model"], "version": body["version"]})
+        if body.get("scan", {}).get("label") not in model["labels"]:
+            raise SmokeError(f"{model['task']}: series scan verdict {body.get('scan')}")
+        print(f"ok   {model['task']}: series of {SERIES_SLICES}, scan={body['scan']['label']}")
+
+
 def run_http_checks(base: str, timeout: float) -> None:
     check_health(base, timeout)
-    predict_all(base, list_models(base), synthetic_png())
+    models = list_models(base)
+    predict_all(base, models, synthetic_png())
+    predict_series_all(base, models)
 
 
 class Kube:

@@ -100,7 +100,7 @@ def test_json_base64(client) -> None:
 def test_json_url_goes_through_fetch(client, monkeypatch) -> None:
     seen = []
     monkeypatch.setattr(
-        "gateway.fetch.fetch_image", lambda url, settings: seen.append(url) or png()
+        "gateway.fetch.fetch_image", lambda url, settings, limit=None: seen.append(url) or png()
     )
     response = client.post(STROKE, json={"url": "https://example.org/scan.png"})
     assert response.status_code == 200 and seen == ["https://example.org/scan.png"]
@@ -166,7 +166,7 @@ def test_unexpected_exceptions_are_a_generic_500(client, monkeypatch) -> None:
     def boom(*_args):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("gateway.service.load_model_input", boom)
+    monkeypatch.setattr("gateway.service.to_model_input", boom)
     body = assert_error(client.post(STROKE, **upload(png())), 500, "internal")
     assert "secret" not in body["error"]["message"]
 

@@ -14,6 +14,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from gateway import scan_rule
+
 ECE_BINS = 15
 TARGET_SENSITIVITY = 0.95
 
@@ -143,11 +145,9 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, labels: list[str]) 
 def aggregate_scans(scores: np.ndarray, scans: np.ndarray, top_fraction: float):
     """Scan verdict score = mean of its top `top_fraction` slice scores (at least one slice)."""
     ids = np.unique(scans)
-    agg = []
-    for s in ids:
-        vals = np.sort(scores[scans == s])[::-1]
-        agg.append(vals[: max(1, int(round(top_fraction * len(vals))))].mean())
-    return ids, np.array(agg)
+    return ids, np.array(
+        [scan_rule.top_fraction_mean(scores[scans == s], top_fraction) for s in ids]
+    )
 
 
 def plot_all(
