@@ -77,3 +77,43 @@ def test_card_report_and_model_agree(task, version):
         [metrics["accuracy"], metrics["macro_f1"]],
         atol=5e-5,
     )
+
+
+LATEST = {task: max(v for t, v in VERSIONS if t == task) for task, _ in VERSIONS}
+
+
+@pytest.mark.parametrize(("task", "version"), VERSIONS)
+def test_info_json_and_explain_agree_with_tasks_py(task, version):
+    """Versions that describe themselves (every newest one must) say what training/tasks.py
+    says, judge their validation against its floor, and explain with the served probabilities."""
+    import tensorflow as tf
+
+    from training.tasks import check_floor, get_task
+
+    loaded = tf.saved_model.load(str(MODELS / task / str(version)))
+    info_out = loaded.signatures[mc.INFO_SIGNATURE](**{mc.INFO_INPUT_KEY: tf.zeros([2], tf.int32)})
+    if mc.INFO_JSON_KEY not in info_out:
+        assert version != LATEST[task], "the newest version must carry info_json"
+        return
+    info = json.loads(info_out[mc.INFO_JSON_KEY].numpy()[0])
+    spec = get_task(task)
+    assert info[mc.INFO_WINDOW] == spec.window
+    assert info[mc.INFO_LABEL_GROUPS] == spec.label_groups
+    assert (info[mc.INFO_VALIDATED], info[mc.INFO_VALIDATED_REASON]) == check_floor(
+        spec, info[mc.INFO_VALIDATION]
+    )
+    assert info[mc.INFO_VALIDATION]["how"]
+    metrics = json.loads((_report_dir(_card(task, version)) / "metrics.json").read_text())
+    assert metrics["info_json"] == info
+    if "scan_level" in metrics:
+        assert info[mc.INFO_SCAN_RULE]["threshold"] == metrics["scan_level"]["threshold"]
+
+    size = loaded.signatures[mc.PREDICT_SIGNATURE].structured_input_signature[1][mc.INPUT_KEY]
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (2, *size.shape[1:]), np.uint8))
+    out = loaded.signatures[mc.EXPLAIN_SIGNATURE](**{mc.INPUT_KEY: x})
+    served = loaded.signatures[mc.PREDICT_SIGNATURE](**{mc.INPUT_KEY: x})
+    np.testing.assert_allclose(
+        out[mc.PROBABILITIES_KEY].numpy(), served[mc.PROBABILITIES_KEY].numpy(), atol=1e-6
+    )
+    heat = out[mc.HEATMAP_KEY].numpy()
+    assert heat.ndim == 3 and np.isfinite(heat).all() and 0 <= heat.min() <= heat.max() <= 1
