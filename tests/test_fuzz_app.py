@@ -15,7 +15,9 @@ import io
 import json
 import logging
 import threading
+import zipfile
 from collections import Counter
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -23,18 +25,29 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from gateway import fetch
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from tests.fixtures.common import TINY_MODELS, fuzz_settings
 from tests.fixtures.gateway import FakeModel, FakeModelServer
+from tests.test_gateway_series import STROKE_INFO
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 CASES: Counter[str] = Counter()
 STATUSES: Counter[int] = Counter()
-PATHS = ["/v1/models/brain-stroke:predict", "/v1/models/brain-tumor:predict", "/predict"]
+PATHS = [
+    "/v1/models/brain-stroke:predict",
+    "/v1/models/brain-tumor:predict",
+    "/predict",
+    "/v1/models/brain-stroke:predict_series",
+    "/v1/models/brain-tumor:predict_series?explain=top",
+    "/v1/models/brain-stroke:predict_series?explain=2",
+    "/v1/models/brain-stroke:explain",
+    "/v1/models/brain-tumor:explain",
+]
 ODD_PATHS = [
     "/v1/models/nope:predict",
     "/v1/models/brain-stroke:predic",
@@ -68,10 +81,33 @@ VALID = [
 ]
 
 
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+DICOM = [
+    Path(get_testdata_file(name)).read_bytes()
+    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm")
+]
+ZIPS = [
+    _zip([(f"s ({k}).png", VALID[k % 3]) for k in range(4)]),
+    _zip([("a.dcm", DICOM[0]), ("b/c.dcm", DICOM[0])]),
+    _zip([("../x.png", VALID[0])]),
+    _zip([("in.zip", _zip([("a.png", VALID[0])]))]),
+]
+
+
 def image_bytes() -> st.SearchStrategy[bytes]:
-    valid = st.sampled_from(VALID)
+    valid = st.sampled_from(VALID + DICOM + ZIPS)
     truncated = st.tuples(valid, st.floats(0, 1)).map(lambda t: t[0][: int(len(t[0]) * t[1])])
-    return st.one_of(valid, valid, truncated, st.binary(max_size=600))
+    flipped = st.tuples(valid, st.floats(0, 1), st.integers(0, 255)).map(
+        lambda t: t[0][: int(len(t[0]) * t[1])] + bytes([t[2]]) + t[0][int(len(t[0]) * t[1]) + 1 :]
+    )
+    return st.one_of(valid, valid, truncated, flipped, st.binary(max_size=600))
 
 
 # ----------------------------------------------------------------------------- image host
@@ -120,7 +156,7 @@ def fake_server():
     tumor = TINY_MODELS[1]
     server = FakeModelServer(
         {
-            "brain-stroke": [FakeModel()],
+            "brain-stroke": [FakeModel(explain=True, info_json=json.dumps(STROKE_INFO))],
             "brain-tumor": [
                 FakeModel(
                     size=tumor[2],
@@ -255,11 +291,14 @@ def multipart_requests():
         st.text(max_size=20),
     )
 
-    def build(name, fname, data, as_text):
+    def build(name, fname, data, as_text, more):
         value = data.decode("latin-1") if as_text else (io.BytesIO(data), fname)
+        if more:  # several files in one field: a series
+            value = [value] + [(io.BytesIO(extra), f"{k}.bin") for k, extra in enumerate(more)]
         return {"data": {name: value}, "content_type": "multipart/form-data"}
 
-    return st.builds(build, field, filename, image_bytes(), st.booleans())
+    more = st.lists(image_bytes(), max_size=3)
+    return st.builds(build, field, filename, image_bytes(), st.booleans(), more)
 
 
 def raw_requests():
