@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 
 import numpy as np
@@ -425,8 +426,29 @@ def assert_no_phi(text: str) -> None:
             assert part not in text, f"{part!r} leaked"
 
 
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_patient_data_never_leaves(caplog, capsys):
     caplog.set_level("DEBUG")
+    root = Records()  # what a host process (gunicorn) would log: nothing from pydicom
+    logging.getLogger().addHandler(root)
+    try:
+        _decode_phi_objects()
+    finally:
+        logging.getLogger().removeHandler(root)
+    assert not [r for r in root.records if r.name.startswith("pydicom")]
+    out = capsys.readouterr()
+    assert_no_phi(caplog.text + out.out + out.err)
+
+
+def _decode_phi_objects() -> None:
     slices = decode_slices(phi_dicom())
     assert_no_phi(repr(slices) + repr([vars(s.meta) for s in slices]))
     assert set(vars(slices[0].meta)) == {"modality", "position", "instance", "series_uid", "frame"}
@@ -441,5 +463,3 @@ def test_patient_data_never_leaves(caplog, capsys):
         with pytest.raises(ImageDecodeError) as caught:
             decode_slices(data)
         assert_no_phi(str(caught.value) + repr(caught.value))
-    out = capsys.readouterr()
-    assert_no_phi(caplog.text + out.out + out.err)
