@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
 from tests.fixtures.common import PYTHON, REPO, free_port
 from tests.fixtures.gateway import GatewayProcess, gateway_env, wait_until
@@ -40,6 +41,15 @@ START_TIMEOUT_S = 120.0
 # Must not be importable from the gateway's environment (tensorflow-serving-api pulls TensorFlow).
 FORBIDDEN = ("tensorflow", "tensorflow_serving", "keras")
 # Variables that would let the venv's Python see another environment's packages.
+# One object per decoder the gateway's requirements pin (pydicom's own test files).
+DICOM_ENCODINGS = [
+    "MR_small.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "MR_small_jp2klossless.dcm",
+    "SC_rgb_jpeg_gdcm.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+]
 _LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
 
 
@@ -191,15 +201,40 @@ def test_gateway_venv_has_no_tensorflow(gateway_python) -> None:
     assert found == [], f"the gateway's environment can import {found}"
 
 
+def test_gateway_venv_decodes_every_dicom_encoding(gateway_python, gateway_copy) -> None:
+    """The pinned pydicom plugins are there: JPEG, JPEG-LS, JPEG 2000 and RLE objects decode."""
+    probe = (
+        "import json; from pydicom.data import get_testdata_file; "
+        "from gateway.preprocess import decode_slices; "
+        f"names = {DICOM_ENCODINGS!r}; "
+        "print(json.dumps([decode_slices(open(get_testdata_file(n), 'rb').read())[0].image.mode "
+        "for n in names]))"
+    )
+    out = subprocess.run(
+        [str(gateway_python), "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=gateway_copy,
+        env=_clean_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["L", "L", "L", "L", "RGB", "RGB"]
+
+
 def test_gateway_serves_from_its_own_requirements(
     gateway_python, gateway_copy, model_server, gateway_server
 ) -> None:
     image = _png()
+    dicom = get_testdata_file("CT_small.dcm")
+    with open(dicom, "rb") as file:
+        ct = file.read()
     with isolated_gateway(gateway_python, gateway_copy, model_server.target) as gateway:
         isolated = _predict(gateway.url, "brain-stroke", image)
+        isolated_ct = _predict(gateway.url, "brain-stroke", ct)
         log = gateway.log()
     assert isolated["model"] == "brain-stroke"
     assert set(isolated["probabilities"]) == {"Normal", "Stroke"}
     assert "Traceback" not in log, log
-    # The same answer as the gateway running in the full development environment.
+    # The same answers as the gateway running in the full development environment.
     assert isolated == _predict(gateway_server, "brain-stroke", image)
+    assert isolated_ct == _predict(gateway_server, "brain-stroke", ct)
