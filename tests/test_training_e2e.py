@@ -15,6 +15,7 @@ from gateway import model_contract as mc
 from gateway.preprocess import load_model_input
 from tests.fixtures.common import PYTHON, REPO, write_models_config
 from tests.fixtures.model_server import start_model_server
+from training.tasks import get_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -113,3 +114,16 @@ def _predict_and_check(target: str, data, threshold: float) -> None:
         ]
         assert tf.make_ndarray(out[mc.THRESHOLD_KEY])[0] == pytest.approx(threshold)
         assert tf.make_ndarray(out[mc.POSITIVE_INDEX_KEY])[0] == 0
+        described = json.loads(tf.make_ndarray(out[mc.INFO_JSON_KEY])[0])
+        assert described[mc.INFO_WINDOW] == get_task("spine-fracture").window
+        assert (
+            described[mc.INFO_VALIDATION]["auc"] >= 0
+            and "seed 1337" in (described[mc.INFO_VALIDATION]["how"])
+        )
+
+        req.model_spec.signature_name = mc.EXPLAIN_SIGNATURE
+        out = stub.Predict(req, timeout=30).outputs
+        np.testing.assert_allclose(tf.make_ndarray(out[mc.PROBABILITIES_KEY]), probs, atol=1e-6)
+        heat = tf.make_ndarray(out[mc.HEATMAP_KEY])
+        assert heat.shape[0] == 1 and heat.ndim == 3 and 0 <= heat.min() <= heat.max() <= 1
+        assert tf.make_ndarray(out[mc.HEATMAP_CLASS_KEY]).tolist() == [0]  # the positive class
