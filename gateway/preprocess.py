@@ -50,6 +50,10 @@ class ImageTooLargeError(ImageDecodeError):
     """The image header declares more pixels than allowed."""
 
 
+class MultiFrameError(ImageDecodeError):
+    """A multi-frame DICOM object where one image was expected."""
+
+
 class UnsupportedTransferSyntaxError(ImageDecodeError):
     """A DICOM object encoded in a transfer syntax no installed decoder reads (the message names
     the syntax)."""
@@ -162,6 +166,23 @@ def decode_slices(
     return dicom.decode(dataset, max_pixels, window, max_frames)
 
 
+def decode_single(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, window: Window | None = None
+) -> DecodedSlice:
+    """A picture or a single-frame DICOM object; a multi-frame object raises MultiFrameError
+    before any pixel is decoded (it belongs to :predict_series)."""
+    dataset = dicom.read(data) if data else None
+    if dataset is None:
+        return DecodedSlice(_to_8bit(decode_image(data, max_pixels)), PICTURE_META)
+    frames = dicom.frame_count(dataset)
+    if frames > 1:
+        raise MultiFrameError(
+            f"DICOM object has {frames} frames: send multi-frame objects to :predict_series"
+        )
+    (single,) = dicom.decode(dataset, max_pixels, window, max_frames=1)
+    return single
+
+
 def load_model_input(
     data: bytes,
     size: int,
@@ -172,12 +193,6 @@ def load_model_input(
     """Bytes of a picture or single-frame DICOM object -> the uint8 array the model takes.
     Raises ImageDecodeError (a multi-frame DICOM object belongs to :predict_series)."""
     dataset = dicom.read(data) if data else None
-    if dataset is None:
+    if dataset is None:  # pictures: exactly the path training has always used
         return to_model_input(decode_image(data, max_pixels), size, channels)
-    frames = dicom.frame_count(dataset)
-    if frames > 1:
-        raise ImageDecodeError(
-            f"DICOM object has {frames} frames: send multi-frame objects to :predict_series"
-        )
-    (single,) = dicom.decode(dataset, max_pixels, window, max_frames=1)
-    return to_model_input(single.image, size, channels)
+    return to_model_input(decode_single(data, max_pixels, window).image, size, channels)

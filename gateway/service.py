@@ -25,7 +25,9 @@ from gateway.preprocess import (
     DecodedSlice,
     ImageDecodeError,
     ImageTooLargeError,
+    MultiFrameError,
     UnsupportedTransferSyntaxError,
+    decode_single,
     decode_slices,
     to_model_input,
 )
@@ -56,7 +58,7 @@ class Gateway:
         info = self.registry.get(task)
         if explain and not info.explainable:
             raise _not_explainable(info)
-        decoded = self._decode(image, info, max_frames=1, name=None)[0]
+        decoded = self._decode(image, info, max_frames=None, name=None)[0]
         pixels = self._pixels(decoded, info)
         signature = mc.EXPLAIN_SIGNATURE if explain else mc.PREDICT_SIGNATURE
         response, info = self._call(task, pixels[np.newaxis], signature, info, None)
@@ -106,34 +108,27 @@ class Gateway:
         return slices
 
     def _decode(
-        self, data: bytes, info: ModelInfo, max_frames: int, name: str | None
+        self, data: bytes, info: ModelInfo, max_frames: int | None, name: str | None
     ) -> list[DecodedSlice]:
+        """Decode one file: all its frames (a series member, at most `max_frames`), or exactly one
+        image (`max_frames` None). Decoding errors become 413/415/422 naming the file."""
         where = f"file {name!r}: " if name else ""
+        window = info.description.window
+        limit = self.settings.max_image_pixels
         try:
-            slices = decode_slices(
-                data,
-                self.settings.max_image_pixels,
-                window=info.description.window,
-                max_frames=max(1, max_frames) if name else MAX_FRAMES_SINGLE,
-            )
+            if max_frames is None:
+                return [decode_single(data, limit, window)]
+            return decode_slices(data, limit, window, max_frames=max(1, max_frames))
         except ImageTooLargeError as exc:
             raise PayloadTooLargeError(f"{where}{exc}", "image_too_large") from None
         except UnsupportedTransferSyntaxError as exc:
             raise UnsupportedMediaTypeError(
                 f"{where}{exc}", "unsupported_transfer_syntax"
             ) from None
+        except MultiFrameError as exc:
+            raise UnprocessableImageError(str(exc), "multi_frame") from None
         except ImageDecodeError as exc:
             raise UnprocessableImageError(f"{where}{exc}") from None
-        if name is None and len(slices) != 1:
-            raise UnprocessableImageError(
-                f"the DICOM object holds {len(slices)} frames; send it to :predict_series",
-                "multi_frame",
-            )
-        if len(slices) > max_frames:
-            raise PayloadTooLargeError(
-                f"{where}the series has more than the allowed slices", "too_many_slices"
-            )
-        return slices
 
     def _pixels(self, decoded: DecodedSlice, info: ModelInfo) -> np.ndarray:
         pixels = to_model_input(decoded.image, info.input_size, info.channels)
