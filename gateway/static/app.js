@@ -270,13 +270,15 @@
   function validationTable(validation) {
     const rows = Object.entries(validation).filter(([k]) => k !== "how");
     const table = node("table", { class: "validation" });
-    table.append(node("caption", { text: "Validation figures" + (validation.how ? ` (${validation.how})` : "") }));
+    table.append(node("caption", { text: "Validation figures" }));
     const body = node("tbody");
     for (const [k, v] of rows) {
       body.append(node("tr", {}, node("th", { scope: "row", text: k }), node("td", { text: formatValue(v) })));
     }
     table.append(body);
-    return table;
+    const box = node("div", { class: "validation-box" }, table);
+    if (validation.how) box.append(node("p", { class: "help how", text: `How: ${formatValue(validation.how)}` }));
+    return box;
   }
 
   // --------------------------------------------------------------------------- files
@@ -617,7 +619,7 @@
     }
     if (model && isNumber(model.threshold) && model.threshold >= 0 && model.positive_label === scoreLabel && model.threshold !== scanThreshold) {
       lines.append(svg("line", { x1: m.left, x2: W - m.right, y1: y(model.threshold), y2: y(model.threshold), class: "threshold slice-threshold" }));
-      lines.append(svg("text", { x: m.left + 4, y: y(model.threshold) - 4, class: "threshold-label", text: `slice threshold ${fmt(model.threshold, 2)}` }));
+      lines.append(svg("text", { x: W - m.right, y: y(model.threshold) + 14, "text-anchor": "end", class: "threshold-label slice", text: `slice threshold ${fmt(model.threshold, 2)}` }));
     }
     plot.append(lines);
 
