@@ -396,3 +396,28 @@ def test_proxy_failures_are_explained(page, shared_samples, fulfil, title, hint)
     statuses = (fulfil["status"],) if fulfil and fulfil["status"] >= 400 else ()
     watch.console_errors = [e for e in watch.console_errors if "ERR_CONNECTION_RESET" not in e]
     watch.check(allowed_statuses=statuses)
+
+
+def test_a_folder_for_a_multiclass_task_shows_the_mean_verdict(page, shared_datasets, tmp_path):
+    """The folder picker (webkitdirectory), hidden files skipped, a task without a scan rule."""
+    page, watch = page
+    source = shared_datasets / "brain-tumor-ct-mri" / "val" / "mri_glioma"
+    if not source.is_dir():
+        pytest.skip(f"{source} is absent: the brain-tumor dataset is needed")
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in sorted(source.iterdir())[:4]:
+        shutil.copyfile(path, folder / path.name)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    page.select_option("#task", "brain-tumor")
+    page.set_input_files("#folder", str(folder))
+    page.wait_for_selector("#verdict-label", timeout=ANSWER_TIMEOUT_MS)
+    assert "4 files" in page.locator("#selection").inner_text()
+    assert "1 hidden or index file(s) skipped" in page.locator("#selection").inner_text()
+    assert page.locator("#plot circle.slice-point").count() == 4
+    assert page.locator("#plot line.scan-threshold").count() == 0
+    labels = model_of(page.url.rstrip("/"), "brain-tumor")["labels"]
+    assert page.locator("#verdict-label").inner_text() in labels
+    assert "mean" in page.locator("#verdict").inner_text()
+    assert page.locator("#probs li").count() == len(labels)
+    watch.check()
