@@ -12,6 +12,7 @@ also to $CT_SCREENSHOT_DIR/web-page.png (docs/screenshots/ is the committed one)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -420,4 +421,27 @@ def test_a_folder_for_a_multiclass_task_shows_the_mean_verdict(page, shared_data
     assert page.locator("#verdict-label").inner_text() in labels
     assert "mean" in page.locator("#verdict").inner_text()
     assert page.locator("#probs li").count() == len(labels)
+    watch.check()
+
+
+def test_dropping_a_file_on_the_drop_zone_analyses_it(page, shared_samples):
+    page, watch = page
+    data = base64.b64encode((shared_samples / "brain-stroke_normal.jpg").read_bytes()).decode()
+    page.select_option("#task", "brain-stroke")
+    page.evaluate(
+        """b64 => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            const zone = document.getElementById("drop");
+            const init = { dataTransfer: dt, bubbles: true, cancelable: true };
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                zone.dispatchEvent(new DragEvent(type, init));
+            }
+        }""",
+        data,
+    )
+    page.wait_for_selector("#verdict-label", timeout=ANSWER_TIMEOUT_MS)
+    assert "one image (dropped.jpg" in page.locator("#selection").inner_text()
+    assert page.locator("#verdict .verdict-kind").inner_text().lower() == "image verdict"
     watch.check()
