@@ -16,6 +16,7 @@ help:
 	@echo "make train TASK=brain-stroke|brain-tumor|spine-fracture [DATA=folder] [ARGS=...]"
 	@echo "make audit TASK=... [DATA=folder]   - dataset audit report"
 	@echo "make lint / format / protos / kind-smoke (see docs/kubernetes.md)"
+	@echo "make browser-deps / browser-test / screenshot (the web page, docs/web-page.md)"
 
 venv: $(STAMP)
 
@@ -53,3 +54,4 @@ clean:
 	rm -rf build .pytest_cache .ruff_cache
 
 -include mk/kind.mk
+-include mk/browser.mk

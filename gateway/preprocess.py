@@ -105,11 +105,12 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             img = ImageOps.exif_transpose(img)
     except ImageDecodeError:
         raise
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except UnidentifiedImageError:
+        # Pillow's message quotes the buffer object's repr (a memory address): say what we take.
+        raise ImageDecodeError(
+            f"cannot decode image: not a picture ({', '.join(ALLOWED_FORMATS)}) or a DICOM object"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError) as exc:
         raise ImageDecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from exc
