@@ -213,7 +213,13 @@ def test_metadata_signature_defs(stubs, task):
     probabilities = serving.outputs[mc.PROBABILITIES_KEY]
     assert [d.size for d in probabilities.tensor_shape.dim] == [-1, len(MODELS[task][0])]
     info = signatures.signature_def[mc.INFO_SIGNATURE]
-    assert set(info.outputs) == {mc.LABELS_KEY, mc.THRESHOLD_KEY, mc.POSITIVE_INDEX_KEY}
+    assert set(info.outputs) == {
+        mc.LABELS_KEY,
+        mc.THRESHOLD_KEY,
+        mc.POSITIVE_INDEX_KEY,
+        mc.INFO_JSON_KEY,
+    }
+    assert mc.EXPLAIN_SIGNATURE in signatures.signature_def
     assert info.outputs[mc.LABELS_KEY].dtype == tf.string.as_datatype_enum
 
 
