@@ -39,7 +39,9 @@ class Settings:
     grpc_lb_policy: str = "round_robin"
     max_request_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_series_bytes: int = 128 * 1024 * 1024  # one series request (all slices, or the zip)
+    # One series request (all slices, or a zip's inflated content): a 300-slice 512x512 16-bit CT
+    # is about 160 MB. Size the pod's memory limit with it (kube-config/base/gateway.yaml).
+    max_series_bytes: int = 192 * 1024 * 1024
     max_series_slices: int = 512  # slices of one series (multi-frame DICOM frames count each)
     # Images per Predict: TF Serving's max_batch_size (model-server/batching.config; a test checks).
     max_batch_size: int = 16

@@ -81,8 +81,8 @@ def parse(text: str | bytes | None, labels: tuple[str, ...], binary: bool) -> De
         raise DescriptionError(f"info_json is over {MAX_INFO_JSON_BYTES} bytes")
     try:
         body = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DescriptionError(f"info_json is not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise DescriptionError(f"info_json is not JSON: {type(exc).__name__}") from None
     if not isinstance(body, dict):
         raise DescriptionError("info_json is not a JSON object")
     window, window_name = _window(body.get(mc.INFO_WINDOW))

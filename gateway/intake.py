@@ -106,6 +106,8 @@ def _from_json(request: Request, settings: Settings, limit: int | None = None) -
         body = json.loads(request.get_data(cache=True))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError(f"malformed JSON body: {exc}", "malformed_json") from None
+    except RecursionError:  # [[[[...]]]] nested past the parser's recursion limit
+        raise BadRequestError("JSON body is nested too deeply", "malformed_json") from None
     if not isinstance(body, dict):
         raise BadRequestError("JSON body must be an object", "malformed_json")
     present = [key for key in JSON_KEYS if key in body]

@@ -164,11 +164,14 @@ class Gateway:
         return response, info
 
     def models(self) -> list[dict]:
-        return [self.registry.get(task).to_dict() for task in self.settings.models]
+        return [self.model(task) for task in self.settings.models]
 
     def model(self, task: str) -> dict:
         self.check_task(task)
-        return self.registry.get(task).to_dict()
+        info = self.registry.get(task)
+        verbs = ["predict", "predict_series"] + (["explain"] if info.explainable else [])
+        endpoints = {verb: f"/v1/models/{task}:{verb}" for verb in verbs}
+        return {**info.to_dict(), "endpoints": endpoints}
 
     def readiness(self) -> tuple[bool, dict[str, dict]]:
         """(ready, per-task state): ready when every model has an AVAILABLE, usable version."""

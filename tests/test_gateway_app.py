@@ -258,3 +258,10 @@ def test_gateway_import_graph_has_no_tensorflow() -> None:
         [PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("depth", [1_000, 30_000])  # 30k: over the recursion limit, under the cap
+def test_deeply_nested_json_is_a_400_not_a_500(client, depth) -> None:
+    for body in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+        response = client.post(STROKE, data=body, content_type="application/json")
+        assert_error(response, 400, "malformed_json")

@@ -265,6 +265,12 @@ def test_models_list_shows_the_self_description(client):
     assert stroke["validated"] is False
     assert models["brain-tumor"]["label_groups"] == TUMOR_GROUPS
     assert models["brain-tumor"]["explainable"] is False
+    assert stroke["endpoints"] == {
+        "predict": "/v1/models/brain-stroke:predict",
+        "predict_series": "/v1/models/brain-stroke:predict_series",
+        "explain": "/v1/models/brain-stroke:explain",
+    }
+    assert "explain" not in models["brain-tumor"]["endpoints"]
 
 
 def _png_size(b64: str) -> tuple[int, int]:

@@ -43,3 +43,13 @@ def test_series_settings_are_read_and_checked():
             assert next(iter(bad)) in str(exc)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_cluster_series_cap_fits_the_tmp_volume_uploads_are_spooled_to():
+    from tests.test_kube_manifests import memory_bytes
+
+    docs = list(yaml.safe_load_all((REPO / "kube-config/base/gateway.yaml").read_text()))
+    (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
+    (tmp,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp"]
+    cap = int(configmap_env()["CT_MAX_SERIES_BYTES"])
+    assert cap < memory_bytes(tmp["emptyDir"]["sizeLimit"])
