@@ -16,6 +16,7 @@ import http.client
 import io
 import statistics
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -34,15 +35,19 @@ MODELS_CONFIG = REPO / "model-server" / "models.config"
 
 @contextlib.contextmanager
 def committed_model_server():
-    from ct_standin.config import load_models
+    """The stand-in on models.config, with the image's /models pointing at the committed models."""
+    from ct_standin.config import load_models, render_config
 
     from tests.fixtures.model_server import start_model_server
 
-    server = start_model_server(MODELS_CONFIG)
-    try:
-        yield server.target, [m.name for m in load_models(MODELS_CONFIG)]
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="series-bench-") as tmp:
+        config = Path(tmp) / "models.config"
+        config.write_text(render_config(MODELS_CONFIG, {"/models": REPO / "model-server/models"}))
+        server = start_model_server(config)
+        try:
+            yield server.target, [m.name for m in load_models(config)]
+        finally:
+            server.stop()
 
 
 def scan_files(scan: str, slices: int) -> list[tuple[str, bytes]]:
