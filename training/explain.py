@@ -109,6 +109,31 @@ def normalise(cam):
     return tf.math.divide_no_nan(cam, peak)
 
 
+UNCROPPED_GRID = (24, 24)  # heatmap grid over the whole frame for models that crop (BrainCrop)
+
+
+def brain_crop_layer(model):
+    """The model's BrainCrop layer (training/models.py), or None."""
+    from training.models import BrainCrop
+
+    found = [layer for layer in model.layers if isinstance(layer, BrainCrop)]
+    return found[0] if found else None
+
+
+def uncrop(cam, boxes, grid):
+    """A map over each image's crop box ([N, h, w], boxes normalised y1, x1, y2, x2) -> the
+    same map over the whole frame ([N, *grid]), zero outside the box: the gateway draws the
+    heatmap over the whole image it sent."""
+    y1, x1, y2, x2 = (boxes[:, k] for k in range(4))
+    height, width = y2 - y1, x2 - x1
+    frame = tf.stack([-y1 / height, -x1 / width, (1 - y1) / height, (1 - x1) / width], axis=1)
+    n = tf.shape(cam)[0]
+    out = tf.image.crop_and_resize(
+        cam[..., tf.newaxis], frame, tf.range(n), grid, extrapolation_value=0.0
+    )
+    return out[..., 0]
+
+
 def make_explain(model, target: int, flip_tta: bool):
     """fn(pixels float [N,S,S,C] in [0,1]) -> (logits [N,K], heatmap [N,h,w], class int32 [N]).
 
@@ -118,6 +143,7 @@ def make_explain(model, target: int, flip_tta: bool):
     the class the averaged logits choose."""
     parts = cam_parts(model)
     grid = tuple(max(p.outputs[0].shape[k] for _, p in parts) for k in (1, 2))
+    crop = brain_crop_layer(model)  # the feature map covers the crop box, not the frame
 
     def explain(pixels):
         views = [pixels, tf.reverse(pixels, axis=[2])] if flip_tta else [pixels]
@@ -133,6 +159,11 @@ def make_explain(model, target: int, flip_tta: bool):
             score = tf.add_n([_class_score(z, cls) for _, z in outs])
         grads = tape.gradient(score, [fs for fs, _ in outs])
         cams = [_cam(fs, gs, grid) for (fs, _), gs in zip(outs, grads, strict=True)]
+        if crop is not None:
+            cams = [
+                uncrop(cam, crop.boxes(view), UNCROPPED_GRID)
+                for cam, view in zip(cams, views, strict=True)
+            ]
         cam = cams[0] + (tf.reverse(cams[1], axis=[2]) if flip_tta else 0.0)
         return logits, normalise(cam), cls
 

@@ -66,10 +66,12 @@ def fit_mil(
     batch_size: int,
     patience: int,
     lr: float = 2e-3,
+    keep_best: bool = True,
     *,
     pos: int,
 ):
-    """Same contract as train.fit: returns the model and a Keras-style history dict. The best
+    """Same contract as train.fit: returns the model and a Keras-style history dict. With
+    `keep_best` False: exactly `epochs` epochs, validation never looked at. Else the best
     epoch is the one with the lowest MIL objective on the validation scans (whole scans as bags):
     slice AUC would reward scoring a stroke scan's lesion-free slices high, which is what MIL
     is meant to stop, and the scan AUC of a dozen scans moves in coarse steps."""
@@ -116,6 +118,10 @@ def fit_mil(
             negatives, bag_rows = sample_step(rng, neg, bags, batch_size)
             x = np.concatenate([p.x_train[negatives], p.x_train[bag_rows.ravel()]])
             losses.append(float(train_step(x, len(negatives), len(bag_rows))))
+        if not keep_best:  # fixed epochs: the validation side is never looked at
+            history["loss"].append(float(np.mean(losses)))
+            print(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f}", flush=True)
+            continue
         val_loss, slice_auc, scan_auc = _validate(model, xval, p, pos)
         for key, val in zip(history, (np.mean(losses), val_loss, slice_auc, scan_auc), strict=True):
             history[key].append(float(val))
@@ -130,7 +136,8 @@ def fit_mil(
             waited += 1
             if waited >= patience:
                 break
-    model.set_weights(best)
+    if keep_best:
+        model.set_weights(best)
     return model, history
 
 

@@ -32,6 +32,72 @@ class MirrorDifference(layers.Layer):
         return keras.ops.concatenate([x, keras.ops.abs(x - keras.ops.flip(x, axis=2))], axis=-1)
 
 
+class BrainCrop(layers.Layer):
+    """Crops every image to the box of the head it shows, shrunk by `margin` to lose the skull,
+    as a square `output_size` image: a graph step, so serving sees what training saw (the
+    gateway still sends the whole slice at the model's input size; export is unchanged).
+
+    The head: pixels above `threshold` (air and the background are near 0 in a brain window) on a
+    grid pooled to about 64 cells, eroded once (3x3) so thin scanner-table curves and text do not
+    widen the box; rows and columns holding any head cell give the box. It is made square around
+    its centre (no distortion; outside the image is 0), then shrunk by `margin` of its side on
+    each side. An image without a head keeps the whole frame. The network thereby never sees the
+    table, the frame's borders or the head's size and position, and the brain gets the pixels."""
+
+    def __init__(self, output_size: int, margin: float = 0.06, threshold: float = 0.15, **kw):
+        super().__init__(**kw)
+        self.output_size, self.margin, self.threshold = int(output_size), margin, threshold
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "output_size": self.output_size,
+            "margin": self.margin,
+            "threshold": self.threshold,
+        }
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_size, self.output_size, input_shape[-1])
+
+    def boxes(self, x):
+        """[N, 4] normalised (y1, x1, y2, x2) crop boxes of float images [N, S, S, C]."""
+        import tensorflow as tf
+
+        size = int(x.shape[1])
+        cell = max(1, size // 64)
+        grey = tf.reduce_mean(x, axis=-1, keepdims=True)
+        pooled = tf.nn.avg_pool2d(grey, cell, cell, "VALID")
+        mask = tf.cast(pooled > self.threshold, tf.float32)
+        mask = -tf.nn.max_pool2d(-mask, 3, 1, "SAME")  # erosion
+        grid = int(mask.shape[1])
+
+        def extent(profile):  # [N, grid] of 0/1 -> first, last+1 (normalised), any
+            first = tf.cast(tf.argmax(profile, axis=1), tf.float32)
+            last = grid - tf.cast(tf.argmax(tf.reverse(profile, axis=[1]), axis=1), tf.float32)
+            return first / grid, last / grid, tf.reduce_max(profile, axis=1) > 0
+
+        y1, y2, found = extent(tf.reduce_max(mask, axis=[2, 3]))
+        x1, x2, _ = extent(tf.reduce_max(mask, axis=[1, 3]))
+        side = tf.maximum(y2 - y1, x2 - x1)
+        cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
+        half = side * (0.5 - self.margin)
+        box = tf.stack([cy - half, cx - half, cy + half, cx + half], axis=1)
+        full = tf.constant([[0.0, 0.0, 1.0, 1.0]])
+        return tf.stop_gradient(tf.where(found[:, None], box, full))
+
+    def call(self, x):
+        import tensorflow as tf
+
+        n = tf.shape(x)[0]
+        return tf.image.crop_and_resize(
+            x,
+            self.boxes(x),
+            tf.range(n),
+            (self.output_size, self.output_size),
+            extrapolation_value=0.0,
+        )
+
+
 def plain_cnn(
     size: int,
     channels: int,
@@ -39,10 +105,13 @@ def plain_cnn(
     width: int = 24,
     dropout: float = 0.3,
     mirror: bool = False,
+    crop: int | None = None,
 ):
-    """VGG-like: a strided stem, then four stages of two 3x3 convolutions and max-pooling."""
+    """VGG-like: a strided stem, then four stages of two 3x3 convolutions and max-pooling.
+    `crop`: first crop to the brain (BrainCrop) at `crop` px."""
     inputs = keras.Input((size, size, channels))
-    x = MirrorDifference()(inputs) if mirror else inputs
+    x = BrainCrop(crop, name="brain_crop")(inputs) if crop else inputs
+    x = MirrorDifference()(x) if mirror else x
     x = _conv_bn(x, width, 5, strides=2)
     for mult in (1, 2, 4, 8):
         x = _conv_bn(x, width * mult)
@@ -77,16 +146,28 @@ def plain_cnn_mirror(size: int, channels: int, n_classes: int):
     return plain_cnn(size, channels, n_classes, mirror=True)
 
 
+def brain_crop_mirror(size: int, channels: int, n_classes: int, crop: int = 96):
+    """plain_cnn_mirror on the brain cropped from the `size` px input, at `crop` px."""
+    return plain_cnn(size, channels, n_classes, mirror=True, crop=crop)
+
+
 ARCHITECTURES = {
     "plain_cnn": plain_cnn,
     "sep_resnet": sep_resnet,
     "plain_cnn_mirror": plain_cnn_mirror,
+    "brain_crop_mirror": brain_crop_mirror,
 }
 
 
 def build(arch: str, size: int, channels: int, n_classes: int):
+    """`arch` is a name of ARCHITECTURES, or `brain_crop_mirror@<crop px>`."""
+    name, _, crop = arch.partition("@")
     try:
-        return ARCHITECTURES[arch](size, channels, n_classes)
+        if crop:
+            if name != "brain_crop_mirror" or not crop.isdigit():
+                raise KeyError(arch)
+            return brain_crop_mirror(size, channels, n_classes, int(crop))
+        return ARCHITECTURES[name](size, channels, n_classes)
     except KeyError:
         raise SystemExit(
             f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}"

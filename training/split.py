@@ -89,3 +89,44 @@ def _drop_exact_copies(audit: AuditResult, idx: list[int], dropped) -> list[int]
             seen.add(digest)
             kept.append(i)
     return kept
+
+
+def grouped_kfold(audit: AuditResult, folds: int, seed: int) -> list[Split]:
+    """`folds` splits whose validation sides partition the kept records: every group (scan,
+    duplicate cluster) in exactly one validation fold, never on both sides of a split.
+    Stratified by group label: the groups of each label, shuffled with `seed`, go one by one to
+    the fold holding the fewest groups of that label (ties: the fewest images so far), so each
+    fold gets about 1/`folds` of each label's scans. Conflicting clusters and exact copies are
+    dropped as in `grouped_split`."""
+    if folds < 2:
+        raise ValueError("k-fold needs at least 2 folds")
+    group_of = leakage_groups(audit)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, g in enumerate(group_of):
+        members[g].append(i)
+    dropped = defaultdict(list)
+    kept_groups: dict[str, list[int]] = defaultdict(list)
+    for g, idx in members.items():
+        labels = {audit.records[i].label for i in idx}
+        if len(labels) > 1:
+            dropped["conflicting labels among duplicates"].extend(idx)
+            continue
+        members[g] = _drop_exact_copies(audit, idx, dropped)
+        kept_groups[labels.pop()].append(g)
+
+    rng = random.Random(seed)
+    fold_members: list[list[int]] = [[] for _ in range(folds)]
+    for label in sorted(kept_groups):
+        groups = sorted(kept_groups[label])
+        rng.shuffle(groups)
+        n_label = [0] * folds
+        for g in groups:
+            k = min(range(folds), key=lambda f: (n_label[f], len(fold_members[f]), f))
+            n_label[k] += 1
+            fold_members[k].extend(members[g])
+    kept = sorted(i for fm in fold_members for i in fm)
+    out = []
+    for fm in fold_members:
+        val = set(fm)
+        out.append(Split([i for i in kept if i not in val], sorted(fm), dict(dropped), group_of))
+    return out

@@ -133,7 +133,10 @@ def fit(
     batch_size: int,
     patience: int,
     lr: float = 2e-3,
+    keep_best: bool = True,
 ):
+    """`keep_best`: early stopping on the validation side, its best epoch's weights kept; False:
+    exactly `epochs` epochs, the validation side is never looked at (k-fold cross-validation)."""
     import keras
     import tensorflow as tf
 
@@ -181,7 +184,11 @@ def fit(
         restore_best_weights=True,
     )
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, callbacks=[stop], verbose=2
+        train_ds,
+        validation_data=val_ds if keep_best else None,
+        epochs=epochs,
+        callbacks=[stop] if keep_best else [],
+        verbose=2,
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
