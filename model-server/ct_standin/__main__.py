@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from ct_standin.batching_config import BatchingOptions, load_batching_parameters
 from ct_standin.config import ConfigError, ModelConfig, load_models
 from ct_standin.ports import GRPC_PORT
 
@@ -55,9 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--grpc_channel_arguments", type=_channel_args, default=[])
     parser.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
-    # Accepted so the real binary's command line works here too; the stand-in does not batch.
     parser.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
-    parser.add_argument("--batching_parameters_file")
+    # Read only with --enable_batching, as TF Serving does; without a file, its defaults.
+    parser.add_argument("--batching_parameters_file", type=Path)
     parser.add_argument("--monitoring_config_file")
     args = parser.parse_args(argv)
     if not args.model_config_file and not (args.model_name and args.model_base_path):
@@ -90,25 +91,38 @@ def _poll(registry, pending, interval: float, stop: threading.Event, started: fl
             return
 
 
+def _batching(args: argparse.Namespace) -> BatchingOptions | None:
+    if not args.enable_batching:
+        if args.batching_parameters_file:
+            log.info("--batching_parameters_file is ignored without --enable_batching")
+        return None
+    return load_batching_parameters(args.batching_parameters_file)
+
+
 def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     models = _models(args)  # a bad config fails fast, before TensorFlow is imported
+    batching = _batching(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    from ct_standin.batching import BatchScheduler
     from ct_standin.grpc_service import build_server
     from ct_standin.metrics import Metrics
     from ct_standin.registry import Registry
     from ct_standin.rest import start_rest_server
     from ct_standin.servable import load_servable
 
-    registry = Registry(models, lambda n, v, p: load_servable(n, v, p, args.enable_model_warmup))
     metrics = Metrics()
+    batcher = BatchScheduler(batching, metrics.record_batch) if batching else None
+    if batching:
+        log.info("Batching: %s", batching)
+    registry = Registry(
+        models, lambda n, v, p: load_servable(n, v, p, args.enable_model_warmup, batcher)
+    )
     pending = registry.plan()  # versions found now answer UNAVAILABLE, not NOT_FOUND, while loading
     server = build_server(registry, metrics, args.port, args.grpc_channel_arguments)
     server.start()
     rest = start_rest_server(registry, metrics, args.rest_api_port) if args.rest_api_port else None
     log.info("Serving gRPC on port %d, REST on port %s", args.port, args.rest_api_port or "-")
-    if args.enable_batching:
-        log.info("--enable_batching is accepted but the stand-in does not batch")
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -122,7 +136,12 @@ def serve(args: argparse.Namespace) -> int:
     poller.start()
     stop.wait()
     log.info("Stopping: finishing in-flight requests (up to %.0f s)", GRACE_SECONDS)
-    server.stop(GRACE_SECONDS).wait()
+    stopped = server.stop(GRACE_SECONDS)  # refuses new RPCs at once
+    if batcher:
+        batcher.drain()  # run queued requests now rather than wait for full batches
+    stopped.wait()
+    if batcher:
+        batcher.stop(timeout=1.0)  # whatever is still queued answers UNAVAILABLE
     if rest:
         rest.shutdown()
     log.info("Stopped")

@@ -5,6 +5,7 @@ No TensorFlow here: the launcher imports this module to render configs before ex
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+log = logging.getLogger(__name__)
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
@@ -123,19 +125,65 @@ def _localise(base_path: str, folder: Path, prefix_map: Mapping[str, Path]) -> P
     return base if base.is_absolute() else (folder / base).resolve()
 
 
-def list_versions(base_path: Path) -> list[int]:
-    """Integer version folders under a model's base path that hold a SavedModel, oldest first.
+# strings::safe_strto64, which TF Serving's ParseVersionNumber calls, skips C isspace() around
+# the digits, takes one optional "-" (no "+") and refuses anything out of int64 range.
+_C_SPACE = " \t\n\v\f\r"
+_INT64 = (-(2**63), 2**63 - 1)
+_warned_duplicates: set[tuple[Path, int, str]] = set()
 
-    A folder without saved_model.pb yet (a copy in progress) is not a version until it has one.
+
+def parse_version(name: str) -> int | None:
+    """The version a child directory's name stands for, as TF Serving reads it, else None.
+
+    "7", "007" and " 7 " are version 7; "-3" is version -3 (TF Serving accepts negative numbers
+    and serves them like any other; they are just older than 0); "7a", "+7", "v7", "1e3" and
+    "9223372036854775808" are not versions and are ignored.
+    """
+    text = name.strip(_C_SPACE)
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    value = int(text)
+    return value if _INT64[0] <= value <= _INT64[1] else None
+
+
+def version_dirs(base_path: Path) -> dict[int, Path]:
+    """Version number -> folder for the versions under a model's base path that hold a SavedModel.
+
+    As TF Serving's IndexChildrenByVersion: children are taken in sorted (byte) order and when
+    two parse to the same number the later one wins, with a warning ("007" and "7": "7").
+    Differences: TF Serving's `all` policy skips that de-duplication (it aspires both paths for
+    one version); here every policy uses it. TF Serving also counts plain files and folders
+    without saved_model.pb yet; here a folder without one (a copy in progress) is not a version
+    until it has one, and files are ignored.
     """
     try:
-        children = list(Path(base_path).iterdir())
+        children = sorted(Path(base_path).iterdir(), key=lambda child: child.name)
     except OSError:
-        return []
-    return sorted(
-        int(child.name)
-        for child in children
-        if child.name.isdigit()
-        and child.is_dir()
-        and any((child / name).is_file() for name in SAVED_MODEL_FILES)
-    )
+        return {}
+    found: dict[int, Path] = {}
+    for child in children:
+        version = parse_version(child.name)
+        if version is None or not child.is_dir():
+            continue
+        if version in found:
+            _warn_duplicate(Path(base_path), version, found[version].name, child.name)
+        found[version] = child
+    return {v: p for v, p in found.items() if any((p / n).is_file() for n in SAVED_MODEL_FILES)}
+
+
+def _warn_duplicate(base: Path, version: int, ignored: str, used: str) -> None:
+    if (base, version, used) not in _warned_duplicates:  # once, not on every poll
+        _warned_duplicates.add((base, version, used))
+        log.warning(
+            "Duplicate version directories detected. Version %d will be loaded from %s, "
+            "%s will be ignored.",
+            version,
+            used,
+            ignored,
+        )
+
+
+def list_versions(base_path: Path) -> list[int]:
+    """Version numbers under a model's base path that hold a SavedModel, oldest first."""
+    return sorted(version_dirs(base_path))

@@ -1,9 +1,19 @@
-"""A few Prometheus counters in TF Serving's names: request count and latency per model."""
+"""A few Prometheus series in TF Serving's names: request count and latency per model, and the
+sizes of the batches the batcher ran.
+
+TF Serving records batch sizes as /tensorflow/serving/batching_session/processed_batch_size and
+padding_size (percentile samplers, which its Prometheus exporter does not publish); the stand-in
+publishes them as histograms under the same names so a test or a person can see batching work.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+BATCHING_PREFIX = ":tensorflow:serving:batching_session"
+RECENT_BATCHES = 1000
 
 
 class Metrics:
@@ -11,6 +21,32 @@ class Metrics:
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str], int] = defaultdict(int)
         self._latency: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+        # (series, model) -> [count per bucket (cumulative at render), sum, count]
+        self._batches: dict[tuple[str, str], list] = defaultdict(
+            lambda: [[0] * len(BATCH_BUCKETS), 0, 0]
+        )
+        self._recent: dict[str, deque[int]] = defaultdict(lambda: deque(maxlen=RECENT_BATCHES))
+
+    def record_batch(self, model: str, rows: int, padding: int, requests: int) -> None:
+        """One forward pass of the batcher: its size after padding, and the padding rows."""
+        with self._lock:
+            self._observe(("processed_batch_size", model), rows)
+            self._observe(("padding_size", model), padding)
+            self._recent[model].append(rows)
+
+    def _observe(self, key: tuple[str, str], value: int) -> None:
+        buckets, _, _ = entry = self._batches[key]
+        for index, bound in enumerate(BATCH_BUCKETS):
+            if value <= bound:
+                buckets[index] += 1
+                break
+        entry[1] += value
+        entry[2] += 1
+
+    def batch_sizes(self, model: str) -> list[int]:
+        """The latest processed batch sizes for `model`, oldest first (tests, benchmarks)."""
+        with self._lock:
+            return list(self._recent.get(model, ()))
 
     def record(self, model: str, api: str, status: str, seconds: float) -> None:
         with self._lock:
@@ -40,4 +76,22 @@ class Metrics:
             labels = f'API="{api}",entrypoint="GRPC",model_name="{model}"'
             lines.append(f":tensorflow:serving:request_latency_sum{{{labels}}} {total:.1f}")
             lines.append(f":tensorflow:serving:request_latency_count{{{labels}}} {count}")
+        lines += self._render_batches()
         return "\n".join(lines) + "\n"
+
+    def _render_batches(self) -> list[str]:
+        with self._lock:
+            series = sorted((k, [list(v[0]), v[1], v[2]]) for k, v in self._batches.items())
+        lines: list[str] = []
+        for (name, model), (buckets, total, count) in series:
+            metric = f"{BATCHING_PREFIX}:{name}"
+            if f"# TYPE {metric} histogram" not in lines:
+                lines.append(f"# TYPE {metric} histogram")
+            cumulative = 0
+            for bound, bucket in zip(BATCH_BUCKETS, buckets, strict=True):
+                cumulative += bucket
+                lines.append(f'{metric}_bucket{{model_name="{model}",le="{bound}"}} {cumulative}')
+            lines.append(f'{metric}_bucket{{model_name="{model}",le="+Inf"}} {count}')
+            lines.append(f'{metric}_sum{{model_name="{model}"}} {total}')
+            lines.append(f'{metric}_count{{model_name="{model}"}} {count}')
+        return lines

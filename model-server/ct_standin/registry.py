@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from ct_standin.config import ModelConfig, list_versions
+from ct_standin.config import ModelConfig, list_versions, version_dirs
 from ct_standin.errors import ServingError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,9 @@ class Registry:
 
     def load(self, pending: list[tuple[str, int]]) -> None:
         for name, version in sorted(pending, key=lambda p: (p[0], -p[1])):
-            path = self._models[name].base_path / str(version)
+            base = self._models[name].base_path
+            # The folder's own name: "007" for version 7 (a vanished one fails to load below).
+            path = version_dirs(base).get(version, base / str(version))
             started = time.monotonic()
             try:
                 servable = self._loader(name, version, path)

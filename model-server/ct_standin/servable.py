@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2, types_pb2
@@ -37,8 +39,8 @@ def _dtype_name(enum: int) -> str:
         return types_pb2.DataType.Name(enum) if enum in types_pb2.DataType.values() else str(enum)
 
 
-def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """The `serve` meta graph's SignatureDefs, exactly as TF Serving reports them in metadata."""
+def read_meta_graph(version_dir: Path) -> meta_graph_pb2.MetaGraphDef:
+    """The `serve` meta graph of a SavedModel (binary or text)."""
     saved_model = saved_model_pb2.SavedModel()
     binary = version_dir / "saved_model.pb"
     if binary.is_file():
@@ -47,20 +49,109 @@ def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.Signature
         text_format.Parse((version_dir / "saved_model.pbtxt").read_text(), saved_model)
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
+            return meta_graph
     raise ValueError(f"{version_dir}: no meta graph tagged {SERVE_TAG!r}")
 
 
-class Servable:
-    """A model version ready to serve. Calls are thread-safe (TF functions are)."""
+def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The `serve` meta graph's SignatureDefs, exactly as TF Serving reports them in metadata."""
+    return dict(read_meta_graph(version_dir).signature_def)
 
-    def __init__(self, name: str, version: int, path: Path) -> None:
+
+@dataclass(frozen=True)
+class Signature:
+    """One runnable signature: input specs by alias, output aliases, and the forward call
+    (numpy in, numpy out; TensorFlow errors already mapped to ServingError)."""
+
+    inputs: Mapping[str, tf.TensorSpec]
+    outputs: tuple[str, ...]
+    call: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def _guarded(call: Callable) -> Callable:
+    def run(arguments: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return call(arguments)
+        except tf.errors.OpError as err:
+            raise ServingError(status_code(err.error_code), err.message) from err
+        except (TypeError, ValueError) as err:
+            raise ServingError(INVALID, str(err)) from err
+
+    return run
+
+
+def _tf2_signatures(path: Path) -> tuple[object, dict[str, Signature]]:
+    """Object-graph (TF2) SavedModels, through tf.saved_model.load's signature functions."""
+    loaded = tf.saved_model.load(str(path), tags=[SERVE_TAG])
+
+    def caller(function, specs):
+        def call(arguments):
+            tensors = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in arguments.items()}
+            return {k: v.numpy() for k, v in function(**tensors).items()}
+
+        return call
+
+    signatures = {}
+    for key, function in loaded.signatures.items():
+        specs = function.structured_input_signature[1]
+        outputs = tuple(function.structured_outputs)
+        signatures[key] = Signature(dict(specs), outputs, _guarded(caller(function, specs)))
+    return loaded, signatures
+
+
+def _tf1_signatures(
+    path: Path, defs: Mapping[str, meta_graph_pb2.SignatureDef]
+) -> tuple[object, dict[str, Signature]]:
+    """Graph-only (TF1) SavedModels run in a v1 Session by tensor name, as TF Serving does.
+    tf.saved_model.load cannot serve them all: it turns signature keys into Python parameter
+    names, so a key such as "in" or "x:0" fails to load there."""
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], str(path))
+
+    def caller(feeds: dict[str, str], fetches: dict[str, str]):
+        def call(arguments):
+            return session.run(fetches, {feeds[k]: v for k, v in arguments.items()})
+
+        return call
+
+    signatures = {}
+    for key, definition in defs.items():
+        infos = [*definition.inputs.values(), *definition.outputs.values()]
+        if not all(info.name for info in infos):  # sparse / composite tensors: not for Predict
+            log.warning("%s: signature %s has non-dense tensors; not served", path, key)
+            continue
+        specs = {
+            alias: tf.TensorSpec(tf.TensorShape(info.tensor_shape), tf.as_dtype(info.dtype))
+            for alias, info in definition.inputs.items()
+        }
+        feeds = {alias: info.name for alias, info in definition.inputs.items()}
+        fetches = {alias: info.name for alias, info in definition.outputs.items()}
+        signatures[key] = Signature(specs, tuple(fetches), _guarded(caller(feeds, fetches)))
+    return session, signatures
+
+
+class Servable:
+    """A model version ready to serve. Calls are thread-safe (TF functions and Sessions are).
+
+    With a batcher, every Predict (warmup replay included, as in TF Serving, where warmup runs
+    through the batching session) joins a batch of its (servable, signature) queue; every
+    signature is batched, model_info too, as TF Serving batches every signature of a model.
+    """
+
+    def __init__(self, name: str, version: int, path: Path, batcher=None) -> None:
         self.name = name
         self.version = version
         self.path = Path(path)
-        self.signature_defs = read_signature_defs(self.path)
-        self._loaded = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
-        self._signatures = dict(self._loaded.signatures)
+        self.batcher = batcher
+        meta_graph = read_meta_graph(self.path)
+        self.signature_defs = dict(meta_graph.signature_def)
+        # TF2 SavedModels carry an object graph; TF1 ones (Builder, Estimator) only a graph.
+        if meta_graph.object_graph_def.nodes:
+            self._loaded, self._signatures = _tf2_signatures(self.path)
+        else:
+            self._loaded, self._signatures = _tf1_signatures(self.path, self.signature_defs)
 
     def predict(
         self,
@@ -68,26 +159,23 @@ class Servable:
         signature_name: str = "",
         output_filter: Sequence[str] = (),
     ) -> tuple[str, dict[str, tensor_pb2.TensorProto]]:
-        """Run a signature; returns its resolved name and the (filtered) outputs as protos."""
+        """Run a signature; returns its resolved name and the (filtered) outputs as protos.
+        Requests are checked here, before batching, so a bad one never fails its batch-mates."""
         signature_name = signature_name or DEFAULT_SIGNATURE
-        function = self._signatures.get(signature_name)
-        if function is None:
+        signature = self._signatures.get(signature_name)
+        if signature is None:
             raise ServingError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f'Serving signature key "{signature_name}" not found.',
             )
-        specs = function.structured_input_signature[1]
-        wanted = _check_output_filter(output_filter, list(function.structured_outputs))
-        arguments = _decode_inputs(inputs, specs)
-        try:
-            outputs = function(**arguments)
-        except tf.errors.OpError as err:
-            raise ServingError(status_code(err.error_code), err.message) from err
-        except (TypeError, ValueError) as err:
-            raise ServingError(INVALID, str(err)) from err
-        return signature_name, {
-            alias: tf.make_tensor_proto(outputs[alias].numpy()) for alias in wanted
-        }
+        wanted = _check_output_filter(output_filter, list(signature.outputs))
+        arguments = _decode_inputs(inputs, signature.inputs)
+        if self.batcher is None:
+            outputs = signature.call(arguments)
+        else:
+            key = (self, signature_name)  # one queue per loaded version and signature
+            outputs = self.batcher.run(key, signature.call, arguments, self.name)
+        return signature_name, {alias: tf.make_tensor_proto(outputs[alias]) for alias in wanted}
 
     def replay_warmup(self) -> int:
         """Replay assets.extra warmup PredictLogs like TF Serving; any failure fails the load."""
@@ -122,7 +210,7 @@ def _check_output_filter(output_filter: Sequence[str], outputs: list[str]) -> li
 
 def _decode_inputs(
     inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec]
-) -> dict[str, tf.Tensor]:
+) -> dict[str, np.ndarray]:
     sent, expected = set(inputs), set(specs)
     if sent != expected:
         raise ServingError(
@@ -162,13 +250,17 @@ def _decode(index: int, alias: str, proto: tensor_pb2.TensorProto, spec: tf.Tens
     if math.prod(dims) * max(spec.dtype.size, 1) > MAX_TENSOR_BYTES:
         raise ServingError(INVALID, f"input {alias} of shape {dims} is too large")
     try:
-        return tf.constant(tf.make_ndarray(proto), dtype=spec.dtype)
+        value = tf.make_ndarray(proto)
+        # Convert now, not in the batch: a value that cannot be the signature's dtype fails alone.
+        return value if spec.dtype == tf.string else value.astype(spec.dtype.as_numpy_dtype)
     except (ValueError, TypeError) as err:
         raise ServingError(INVALID, f"input {alias} is not a valid tensor: {err}") from err
 
 
-def load_servable(name: str, version: int, path: Path, warmup: bool = True) -> Servable:
-    servable = Servable(name, version, path)
+def load_servable(
+    name: str, version: int, path: Path, warmup: bool = True, batcher=None
+) -> Servable:
+    servable = Servable(name, version, path, batcher)
     if warmup:
         count = servable.replay_warmup()
         log.info("Replayed %d warmup requests for %s version %d", count, name, version)
