@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.config import ConfigError, Settings
 
 CONFIG_FILE = Path(__file__).with_name("gunicorn.conf.py")
-APP = "gateway.app:create_app()"
+APP = "gateway.app:create_asgi_app()"
 
 
 def main() -> int:

@@ -38,6 +38,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+def create_asgi_app(settings: Settings | None = None):
+    """The app as gunicorn serves it: Flask behind gateway.buffered (whole requests, deadlines)."""
+    from gateway.buffered import BufferedWsgi
+
+    settings = settings or Settings.from_env()
+
+    def body_cap(path: str) -> int:
+        # One byte over the route's cap: the app then sees an over-long body and answers 413.
+        series = path.endswith(":predict_series")
+        return (settings.max_series_bytes if series else settings.max_request_bytes) + 1
+
+    return BufferedWsgi(
+        create_app(settings), settings.threads, settings.request_timeout_s, body_cap
+    )
+
+
 def _register_routes(app: Flask, gateway: Gateway) -> None:
     settings = gateway.settings
 

@@ -46,6 +46,7 @@ class Settings:
     # Images per Predict: TF Serving's max_batch_size (model-server/batching.config; a test checks).
     max_batch_size: int = 16
     metadata_ttl_s: float = 30.0
+    request_timeout_s: float = 30.0  # the longest a request (headers read) may take to arrive: 408
     url_allow_private: bool = False
     url_timeout_s: float = 5.0
     url_max_redirects: int = 3
@@ -123,6 +124,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool],
     "max_series_bytes": ("CT_MAX_SERIES_BYTES", int, lambda v: v > 0, "bytes > 0"),
     "max_series_slices": ("CT_MAX_SERIES_SLICES", int, lambda v: 1 <= v <= 10_000, "1..10000"),
     "max_batch_size": ("CT_MAX_BATCH_SIZE", int, lambda v: 1 <= v <= 1024, "1..1024"),
+    "request_timeout_s": (
+        "CT_REQUEST_TIMEOUT_S",
+        float,
+        lambda v: 0 < v <= 3600,
+        "seconds in (0, 3600]",
+    ),
     "metadata_ttl_s": ("CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0"),
     "url_allow_private": ("CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"),
     "url_timeout_s": ("CT_URL_TIMEOUT_S", float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),

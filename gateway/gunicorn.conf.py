@@ -1,7 +1,8 @@
 """gunicorn settings for the gateway, derived from CT_* (gateway/config.py); `python -m gateway`.
 
-gthread workers: requests mostly wait on gRPC or a URL download, so threads overlap that waiting;
-gRPC channels are created lazily inside each worker, after the fork.
+Workers run uvicorn's event loop in front of a thread pool (gateway/buffered.py): requests mostly
+wait on gRPC or a URL download, so threads overlap that waiting, and a request reaches a thread
+only once it has fully arrived. gRPC channels are created lazily inside each worker, after the fork.
 """
 
 import math
@@ -17,9 +18,10 @@ from gateway.config import Settings
 _settings = Settings.from_env()
 
 bind = f"0.0.0.0:{_settings.port}"
-worker_class = "gthread"
+# uvicorn's event loop reads whole requests, then a thread pool of CT_THREADS runs the Flask app
+# (gateway/buffered.py): a stalled client costs a socket, not a thread.
+worker_class = "gateway.buffered.Worker"
 workers = _settings.workers
-threads = _settings.threads
 proc_name = "ct-gateway"
 # The app is imported once, in the master, and forked: workers are up at once and share its
 # pages (Flask, gRPC, numpy, PIL) copy-on-write. Safe because nothing opens a gRPC channel at
@@ -33,9 +35,11 @@ control_socket_disable = True
 # The longest a request can legitimately take: a URL download plus three model-server calls
 # (metadata, model_info, predict). In-flight requests get that long to finish on SIGTERM, so the
 # Kubernetes terminationGracePeriodSeconds must be larger than graceful_timeout.
+# On SIGTERM uvicorn stops listening at once (a new connection is refused, and may be retried
+# elsewhere) and lets requests in flight finish within graceful_timeout.
 _request_budget_s = _settings.url_timeout_s + 3 * _settings.grpc_deadline_s
 graceful_timeout = math.ceil(_request_budget_s) + 1
-timeout = max(30, graceful_timeout + 5)  # silent-worker kill; gthread heartbeats between requests
+timeout = max(30, graceful_timeout + 5)  # silent-worker kill; the event loop heartbeats
 keepalive = 5
 
 # Heartbeat files on tmpfs: a disk-backed /tmp can stall workers (and may be read-only in pods).
@@ -80,24 +84,6 @@ if _own_metrics_dir:
 def on_starting(server) -> None:
     for stale in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
         stale.unlink()
-
-
-def post_worker_init(worker) -> None:
-    """Stop listening as soon as a worker starts draining (SIGTERM): a connection made during the
-    drain is then refused at once, which any client may safely retry elsewhere, instead of
-    waiting in the listen backlog until the drain ends and being reset. gthread's own shutdown
-    only stops accepting; the master has already closed its copy of the listeners."""
-    stop_accepting = getattr(worker, "set_accept_enabled", None)
-    if stop_accepting is None:  # not a gthread worker
-        return
-
-    def set_accept_enabled(enabled: bool) -> None:
-        stop_accepting(enabled)
-        if not enabled and not worker.alive:
-            for listener in worker.sockets:
-                listener.close()
-
-    worker.set_accept_enabled = set_accept_enabled
 
 
 def child_exit(server, worker) -> None:

@@ -7,6 +7,7 @@ gateway is configured with exactly what the model server serves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,16 +39,20 @@ def gateway_env(models: list[str], grpc_port: int) -> dict[str, str]:
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each child; whatever is left of its process group after STOP_TIMEOUT_S (gunicorn
+    workers still draining a stalled client, a leader already gone) is SIGKILLed, so nothing
+    outlives the launcher or keeps its ports."""
     for proc in processes:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for proc in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    for proc in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session (start_new_session)
+        proc.wait()
 
 
 def _interrupt(signum, frame) -> None:
@@ -63,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         f"--grpc-port={args.grpc_port}",
         f"--rest-port={args.rest_port}",
     ]
-    processes = [subprocess.Popen(server, cwd=REPO)]
+    # Each child leads its own process group, so stop() can reach its workers whatever they do.
+    processes = [subprocess.Popen(server, cwd=REPO, start_new_session=True)]
     processes.append(
         subprocess.Popen(
-            [sys.executable, "-m", "gateway"], cwd=REPO, env=gateway_env(models, args.grpc_port)
+            [sys.executable, "-m", "gateway"],
+            cwd=REPO,
+            env=gateway_env(models, args.grpc_port),
+            start_new_session=True,
         )
     )
     # Explicit for SIGINT too: a launcher started in the background inherits SIGINT ignored.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.common import PYTHON, REPO, free_port
+from tests.fixtures.gateway import stalled_uploads
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START_TIMEOUT_S = 240
@@ -47,6 +49,14 @@ def _post_file(url: str, path: Path) -> dict:
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
 
 
 def _descendants(pid: int) -> list[int]:
@@ -87,6 +97,7 @@ def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
         assert abs(sum(tumor["probabilities"].values()) - 1) < 1e-3
         children = _descendants(proc.pid)
         assert len(children) >= 3  # model server, gunicorn master, its workers
+        stalled = stalled_uploads(port, 5)  # Ctrl-C must stop everything even with these open
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -95,6 +106,12 @@ def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     assert code == 0
-    time.sleep(0.5)
-    left = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    deadline = time.monotonic() + 10  # killed processes vanish once init has reaped them
+    while (left := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not left, f"processes left behind: {left}"
+    for sock in stalled:
+        sock.close()
+    with socket.socket() as probe:  # the port is free for the next `make run`
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("0.0.0.0", port))

@@ -1,0 +1,208 @@
+"""The Flask (WSGI) app behind an event loop that reads every request whole before a thread sees it.
+
+Under gunicorn's thread workers a client that sends headers and part of a body, then stalls, holds
+a worker thread until the worker timeout: a dozen such connections took the gateway down,
+/healthz included. Here uvicorn's event loop (gunicorn worker `gateway.buffered.Worker`) reads the
+request, and `BufferedWsgi` awaits its whole body under a deadline (408) and a size cap (413)
+before handing it to a thread pool: a stalled client costs a socket and a coroutine, not a thread.
+/healthz is answered in the loop itself, and /readyz and /metrics run on a pool of their own, so
+both answer while every request thread is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from uvicorn_worker import UvicornWorker
+
+from gateway import logs
+
+HEALTH_PATH = "/healthz"
+SIDE_PATHS = ("/readyz", "/metrics")  # cheap and must answer while the request pool is busy
+SIDE_THREADS = 2
+_Send = Callable[[dict], Any]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def json_error(status: int, code: str, message: str) -> tuple[int, list, bytes]:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
+    return status, headers, body
+
+
+class BufferedWsgi:
+    """ASGI app: whole request under a deadline and a cap, then `wsgi_app` in a thread pool."""
+
+    def __init__(
+        self,
+        wsgi_app: Callable,
+        threads: int,
+        body_timeout_s: float,
+        max_body_bytes: Callable[[str], int],
+    ) -> None:
+        """`max_body_bytes(path)`: the most a request to `path` may send (413 above it)."""
+        self.wsgi_app = wsgi_app
+        self.body_timeout_s = body_timeout_s
+        self.max_body_bytes = max_body_bytes
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ct-request")
+        self._side_pool = ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="ct-health")
+
+    async def __call__(self, scope: dict, receive: Callable, send: _Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
+            await _respond(send, 200, [(b"Content-Type", b"application/json")], b'{"status":"ok"}')
+            return
+        cap = self.max_body_bytes(scope["path"])
+        try:
+            body = await asyncio.wait_for(self._read_body(scope, receive, cap), self.body_timeout_s)
+        except TimeoutError:
+            seconds = f"{self.body_timeout_s:g}"
+            message = f"the request did not arrive within {seconds} s"
+            await _respond(*_error_args(send, 408, "request_timeout", message))
+            return
+        except _TooLarge:
+            message = f"request body is over the {cap - 1} bytes allowed"
+            await _respond(*_error_args(send, 413, "too_large", message))
+            return
+        except _Disconnected:
+            return
+        pool = self._side_pool if scope["path"] in SIDE_PATHS else self._pool
+        loop = asyncio.get_running_loop()
+        status, headers, payload = await loop.run_in_executor(pool, self._run, scope, body)
+        await _respond(send, status, headers, payload)
+
+    async def _read_body(self, scope: dict, receive: Callable, cap: int) -> bytes:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap - 1:
+            raise _TooLarge
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:  # one byte over: the app sees an over-long body and answers 413 itself
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _run(self, scope: dict, body: bytes) -> tuple[int, list, bytes]:
+        """The WSGI app on one buffered request; (status, headers, body)."""
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list, exc_info=None):
+            started["status"], started["headers"] = status, headers
+            return lambda data: None  # the write() callable: unused by Flask
+
+        result: Iterable[bytes] = self.wsgi_app(wsgi_environ(scope, body), start_response)
+        try:
+            payload = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status = int(started["status"].split(" ", 1)[0])
+        # Names as the app wrote them: h11 sends them as given (HTTP does not care, clients may).
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in started["headers"]]
+        return status, headers, payload
+
+    async def _lifespan(self, receive: Callable, send: _Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._pool.shutdown(wait=True)
+                self._side_pool.shutdown(wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _error_args(send: _Send, status: int, code: str, message: str):
+    status, headers, body = json_error(status, code, message)
+    headers.append((b"Connection", b"close"))
+    headers.append((logs.REQUEST_ID_HEADER.encode(), logs.new_request_id().encode()))
+    return send, status, headers, body
+
+
+async def _respond(send: _Send, status: int, headers: list, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def wsgi_environ(scope: dict, body: bytes) -> dict:
+    """PEP 3333 environ for an ASGI HTTP scope whose body has been read whole."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": scope.get("root_path", "").encode("utf-8").decode("latin-1"),
+        # PEP 3333: the percent-decoded path, its UTF-8 bytes as a latin-1 str (as gunicorn does)
+        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": str(client[0]),
+        "REMOTE_PORT": str(client[1]),
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        value = raw_value.decode("latin-1")
+        if name == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+            continue
+        if name in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body is whole: its length is what was read
+        key = f"HTTP_{name}"
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+class Worker(UvicornWorker):
+    """gunicorn worker: uvicorn's event loop (h11, plain asyncio) in front of BufferedWsgi."""
+
+    CONFIG_KWARGS = {
+        "interface": "asgi3",
+        "loop": "asyncio",
+        "http": "h11",
+        "lifespan": "on",
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+        "date_header": True,
+    }
