@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         help="k-fold: then train on all scans for the same epochs and export the next version, "
         "its info_json validation being the k-fold figures",
     )
+    parser.add_argument(
+        "--folds-from",
+        type=Path,
+        help="k-fold: deal the folds from the audit of this folder (the same file names, e.g. "
+        "brain-stroke-ct for brain-stroke-ct-650), so two recipes are compared on the same folds",
+    )
     parser.add_argument("--models-root", type=Path, help="--export: default model-server/models")
     parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
     parser.add_argument(
@@ -162,8 +168,15 @@ def kfold(task, data: Path, size: int, audit, args) -> None:
     name += f"-{args.folds}x{args.repeats}{'-' + args.tag if args.tag else ''}"
     args.scores_dir.mkdir(parents=True, exist_ok=True)
     result = {"command": command, "folds": [], "oof": {}}
+    fold_audit = audit
+    if args.folds_from:
+        fold_audit = run_audit(args.folds_from, task)
+        ours = [r.path.relative_to(data) for r in records]
+        theirs = [r.path.relative_to(args.folds_from) for r in fold_audit.records]
+        if ours != theirs:
+            raise SystemExit(f"--folds-from {args.folds_from}: not the same files as {data}")
     for repeat in range(1, args.repeats + 1):
-        splits = grouped_kfold(audit, args.folds, seed=repeat)
+        splits = grouped_kfold(fold_audit, args.folds, seed=repeat)
         scores = np.full(len(records), np.nan)
         fold_of = np.full(len(records), -1)
         for k, split in enumerate(splits):
