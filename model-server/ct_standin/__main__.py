@@ -106,15 +106,16 @@ def serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     from ct_standin.batching import BatchScheduler
     from ct_standin.grpc_service import build_server
-    from ct_standin.metrics import Metrics
+    from ct_standin.metrics import BATCHING_PREFIX, Metrics
     from ct_standin.registry import Registry
     from ct_standin.rest import start_rest_server
     from ct_standin.servable import load_servable
 
     metrics = Metrics()
     batcher = BatchScheduler(batching, metrics.record_batch) if batching else None
-    if batching:
+    if batcher:
         log.info("Batching: %s", batching)
+        metrics.add_gauge(f"{BATCHING_PREFIX}:queued_requests", batcher.queued_requests)
     registry = Registry(
         models, lambda n, v, p: load_servable(n, v, p, args.enable_model_warmup, batcher)
     )

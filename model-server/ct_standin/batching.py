@@ -158,6 +158,11 @@ class BatchScheduler:
             batch.rows += task.rows
             self._cond.notify_all()  # a batch may be ready, or a new timeout is to be kept
 
+    def queued_requests(self) -> int:
+        """Requests waiting in a queue (not yet taken by a batch thread)."""
+        with self._cond:
+            return sum(len(b.tasks) for q in self._queues.values() for b in q.batches)
+
     # --- batch threads -------------------------------------------------------------------------
 
     def _work(self) -> None:

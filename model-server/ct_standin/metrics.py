@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BATCHING_PREFIX = ":tensorflow:serving:batching_session"
@@ -26,6 +27,11 @@ class Metrics:
             lambda: [[0] * len(BATCH_BUCKETS), 0, 0]
         )
         self._recent: dict[str, deque[int]] = defaultdict(lambda: deque(maxlen=RECENT_BATCHES))
+        self._gauges: dict[str, Callable[[], int]] = {}
+
+    def add_gauge(self, name: str, read: Callable[[], int]) -> None:
+        """A value read when scraped, e.g. the batcher's queue depth (a stand-in extra)."""
+        self._gauges[name] = read
 
     def record_batch(self, model: str, rows: int, padding: int, requests: int) -> None:
         """One forward pass of the batcher: its size after padding, and the padding rows."""
@@ -77,6 +83,8 @@ class Metrics:
             lines.append(f":tensorflow:serving:request_latency_sum{{{labels}}} {total:.1f}")
             lines.append(f":tensorflow:serving:request_latency_count{{{labels}}} {count}")
         lines += self._render_batches()
+        for name, read in sorted(self._gauges.items()):
+            lines += [f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"
 
     def _render_batches(self) -> list[str]:
