@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
 from gateway import logs
@@ -193,13 +195,26 @@ def wsgi_environ(scope: dict, body: bytes) -> dict:
     return environ
 
 
+class JsonErrorsH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, but a request it cannot parse (bad request line, headers,
+    framing) is answered with the gateway's JSON error shape instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        status, headers, body = json_error(400, "bad_http_request", msg)
+        headers.append((b"Connection", b"close"))
+        for event in (h11.Response(status_code=status, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):  # fmt: skip
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
 class Worker(UvicornWorker):
     """gunicorn worker: uvicorn's event loop (h11, plain asyncio) in front of BufferedWsgi."""
 
     CONFIG_KWARGS = {
         "interface": "asgi3",
         "loop": "asyncio",
-        "http": "h11",
+        "http": "gateway.buffered:JsonErrorsH11Protocol",
         "lifespan": "on",
         "access_log": False,
         "proxy_headers": False,

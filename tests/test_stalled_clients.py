@@ -94,3 +94,23 @@ def test_a_body_declared_over_the_cap_is_413_without_waiting_for_it(model_server
             answer = _read_answer(sock)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert b'"too_large"' in answer
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ],
+    ids=["request-line", "header", "two-lengths"],
+)
+def test_unparsable_http_is_answered_with_json(model_server, raw):
+    with running_gateway(model_server.target, wait_for="/healthz") as gateway:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = _read_answer(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+        assert b"application/json" in head.lower()
+        assert json.loads(body)["error"]["code"] == "bad_http_request"
