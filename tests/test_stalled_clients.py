@@ -105,12 +105,11 @@ def test_a_body_declared_over_the_cap_is_413_without_waiting_for_it(model_server
     ],
     ids=["request-line", "header", "two-lengths"],
 )
-def test_unparsable_http_is_answered_with_json(model_server, raw):
-    with running_gateway(model_server.target, wait_for="/healthz") as gateway:
-        with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-            sock.sendall(raw)
-            answer = _read_answer(sock)
-        head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 400"), answer[:300]
-        assert b"application/json" in head.lower()
-        assert json.loads(body)["error"]["code"] == "bad_http_request"
+def test_unparsable_http_is_answered_with_json(gateway_server, raw):
+    with socket.create_connection(("127.0.0.1", gateway_server.gateway.port), timeout=10) as sock:
+        sock.sendall(raw)
+        answer = _read_answer(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == "bad_http_request"
