@@ -424,3 +424,15 @@ def test_sigterm_runs_queued_requests_and_exits(tiny_models_config, tmp_path):
         assert "Stopped" in server.log()
     finally:
         server.stop()
+
+
+def test_batching_flags_are_read_like_tensorflow_model_servers(tmp_path):
+    from ct_standin.__main__ import _batching, parse_args
+
+    config = f"--model_config_file={tmp_path}/m.config"
+    bad = tmp_path / "bad.config"
+    bad.write_text("max_batch_size { value: 4 } allowed_batch_sizes: 2")
+    assert _batching(parse_args([config, f"--batching_parameters_file={bad}"])) is None
+    assert _batching(parse_args([config, "--enable_batching"])).max_batch_size == 1000
+    with pytest.raises(ConfigError, match="must match max_batch_size"):
+        _batching(parse_args([config, "--enable_batching", f"--batching_parameters_file={bad}"]))

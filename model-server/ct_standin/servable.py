@@ -252,7 +252,11 @@ def _decode(index: int, alias: str, proto: tensor_pb2.TensorProto, spec: tf.Tens
     try:
         value = tf.make_ndarray(proto)
         # Convert now, not in the batch: a value that cannot be the signature's dtype fails alone.
-        return value if spec.dtype == tf.string else value.astype(spec.dtype.as_numpy_dtype)
+        return (
+            value
+            if spec.dtype == tf.string
+            else value.astype(spec.dtype.as_numpy_dtype, copy=False)
+        )
     except (ValueError, TypeError) as err:
         raise ServingError(INVALID, f"input {alias} is not a valid tensor: {err}") from err
 
