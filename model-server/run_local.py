@@ -60,11 +60,12 @@ def build_command(args: argparse.Namespace, config_file: Path) -> list[str]:
         f"--model_config_file={config_file}",
         f"--file_system_poll_wait_seconds={args.poll_seconds}",
     ]
+    # Both servers batch as batching.config says (the stand-in implements TF Serving's semantics).
+    if args.batching_config.is_file():
+        flags += ["--enable_batching", f"--batching_parameters_file={args.batching_config}"]
     binary = shutil.which(BINARY)
     if binary is None:
         return [sys.executable, "-m", "ct_standin", *flags]
-    if args.batching_config.is_file():
-        flags += ["--enable_batching", f"--batching_parameters_file={args.batching_config}"]
     if args.monitoring_config.is_file():
         flags.append(f"--monitoring_config_file={args.monitoring_config}")
     return [binary, *flags]

@@ -89,7 +89,8 @@ def test_dry_run_without_the_binary_names_the_standin(tmp_path):
         capture_output=True,
         text=True,
     ).stdout
-    assert "-m ct_standin" in out and "--enable_batching" not in out
+    assert "-m ct_standin" in out and "--enable_batching" in out  # the stand-in batches too
+    assert f"--batching_parameters_file={REPO / 'model-server' / 'batching.config'}" in out
 
 
 def test_bad_config_is_a_clear_error(tmp_path):
