@@ -22,7 +22,7 @@ from tests.fixtures.common import PYTHON, REPO
 SCRIPT = REPO / "scripts" / "tf_compat.py"
 DOCKERFILE = REPO / "model-server" / "Dockerfile"
 # First run: venv creation + a ~260 MB wheel + both probes on two shared cores.
-RUN_TIMEOUT_S = 1500
+RUN_TIMEOUT_S = 600
 
 
 def load_tf_compat():
