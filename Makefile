@@ -8,7 +8,7 @@ TASK ?= brain-stroke
 DATA ?=
 ARGS ?=
 
-.PHONY: help venv run test lint format train audit protos clean
+.PHONY: help venv run test lint format train audit protos clean tf-compat
 
 help:
 	@echo "make run     - start the local model server + gateway on :9696 (Ctrl-C stops both)"
@@ -17,6 +17,8 @@ help:
 	@echo "make audit TASK=... [DATA=folder]   - dataset audit report"
 	@echo "make lint / format / protos / kind-smoke (see docs/kubernetes.md)"
 	@echo "make browser-deps / browser-test / screenshot (the web page, docs/web-page.md)"
+	@echo "make bench   - latency, throughput, memory side by side (docs/benchmarks.md)"
+	@echo "make tf-compat - committed models under the TF Serving image's TensorFlow (docs/tf-compat.md)"
 
 venv: $(STAMP)
 
@@ -50,8 +52,13 @@ audit: venv
 protos: venv
 	$(PY) -m grpc_tools.protoc -Igateway/protos --python_out=gateway --pyi_out=gateway gateway/protos/tfs_api.proto
 
+# The committed SavedModels under the TensorFlow of the pinned tensorflow/serving image (model-server/Dockerfile).
+tf-compat: venv
+	$(PY) scripts/tf_compat.py
+
 clean:
 	rm -rf build .pytest_cache .ruff_cache
 
 -include mk/kind.mk
 -include mk/browser.mk
+-include mk/bench.mk
