@@ -59,7 +59,7 @@ from gateway.model_registry import ModelRegistry  # noqa: E402
 from gateway.preprocess import load_model_input  # noqa: E402
 from gateway.tfs_client import TfsClient  # noqa: E402
 from tests.fixtures import common  # noqa: E402
-from tests.fixtures.gateway import gateway_env, start_gateway  # noqa: E402
+from tests.fixtures.gateway import gateway_env, stalled_uploads, start_gateway  # noqa: E402
 
 TASK = "brain-stroke"
 MODELS_ROOT = REPO / "model-server" / "models"
@@ -68,6 +68,7 @@ BATCH = 16  # TF Serving's max_batch_size (batching.config) and the gateway's CT
 LEVELS = (1, 4, 16, 32)
 # The targets.
 C1_OVERHEAD_MS = 5.0  # gateway p50 at concurrency 1 <= bare batch-1 p50 + 5 ms
+STALLED = 100  # slow-loris uploads held open during one concurrency-16 level
 C16_RATIO = 0.9  # gateway req/s at concurrency 16 >= 0.9 x bare batch-16 images/s, 0 errors
 RSS_LIMIT_MB = 120.0  # gateway worker RSS <= 120 MB (10^6 bytes)
 MIB = 1024 * 1024
@@ -324,6 +325,15 @@ def run(args: argparse.Namespace) -> dict:
                     )
                 out["memory_after_load"] = gateway_memory(gateway)
 
+                log(f"  concurrency 16 with {STALLED} stalled uploads held open")
+                stalled = stalled_uploads(gateway.port, STALLED)
+                try:
+                    level = (gateway.port, path, body, content_type, 16, args.duration)
+                    out["gateway"]["c16_stalled"] = client.submit(http_level, *level).result()
+                finally:
+                    for sock in stalled:
+                        sock.close()
+
                 log("5/5 30-slice series")
                 files = series_bench.scan_files(args.scan, args.slices)
                 series = f"/v1/models/{TASK}:predict_series"
@@ -424,6 +434,14 @@ def markdown(out: dict) -> str:
         fig = out["gateway"][f"c{c}"]
         row(
             f"gateway multipart JPEG, concurrency {c}",
+            fig,
+            f"{fig['req_per_s']} req/s",
+            fig["errors"],
+        )
+    if "c16_stalled" in out["gateway"]:
+        fig = out["gateway"]["c16_stalled"]
+        row(
+            f"gateway multipart JPEG, concurrency 16, {STALLED} stalled uploads open",
             fig,
             f"{fig['req_per_s']} req/s",
             fig["errors"],

@@ -232,7 +232,7 @@ def test_stop_drains_then_fails_what_is_left_with_unavailable(make_scheduler):
 
 def test_committed_batching_config_parses():
     options = load_batching_parameters(REPO / "model-server" / "batching.config")
-    assert (options.max_batch_size, options.batch_timeout_micros) == (16, 2000)
+    assert (options.max_batch_size, options.batch_timeout_micros) == (16, 0)
     assert (options.num_batch_threads, options.max_enqueued_batches) == (2, 32)
     assert load_batching_parameters(None).max_batch_size == 1000  # TF Serving's default
 
