@@ -451,7 +451,7 @@ def write_kfold(task: str, name: str, args, size: int, result: dict, positive, s
     )
     rep_table = "".join(
         f"| {r} | {s['slice_auc']:.3f} | {s['scan_auc']:.3f} | {s['sensitivity']:.3f} | "
-        f"{s['specificity']:.3f} | {s['counts']} |\n"
+        f"{s['specificity']:.3f} | {_counts(s['counts'])} |\n"
         for r, s in repeats.items()
     )
     summary = kfold_summary(result, positive, scans)
@@ -474,7 +474,7 @@ def write_kfold(task: str, name: str, args, size: int, result: dict, positive, s
         f"{summary['slice_auc_pooled']}; at the threshold: sensitivity "
         f"{summary['sensitivity']}, specificity {summary['specificity']}.** (mean ± sd)\n\n"
         "## Per repeat (pooled out-of-fold)\n\n"
-        "| repeat | slice AUC | scan AUC | sensitivity | specificity | scans |\n"
+        "| repeat | slice AUC | scan AUC | sensitivity | specificity | scans at the threshold |\n"
         f"|---|---|---|---|---|---|\n{rep_table}\n"
         "## Per fold\n\n"
         "| repeat | fold | val scans | val images | slice AUC | scan AUC | minutes |\n"
@@ -482,6 +482,20 @@ def write_kfold(task: str, name: str, args, size: int, result: dict, positive, s
     )
     print(out, json.dumps(summary), flush=True)
     return out
+
+
+def _counts(c: dict) -> str:
+    return f"{c['tp']} TP, {c['fn']} FN, {c['tn']} TN, {c['fp']} FP"
+
+
+def rewrite_report(scores_json: Path, **namespace) -> Path:
+    """Re-write a k-fold report from its saved out-of-fold scores (`--scores-dir`), e.g. after
+    the report's format changed; `namespace`: the run's arguments (folds, epochs, arch, ...)."""
+    result = json.loads(Path(scores_json).read_text())
+    args = argparse.Namespace(**{"reports_root": REPORTS_ROOT, "mil": False, **namespace})
+    positive, scans = np.array(result["labels_positive"]), np.array(result["scans"])
+    name = Path(scores_json).stem
+    return write_kfold("brain-stroke", name, args, args.size, result, positive, scans)
 
 
 def kfold_summary(result: dict, positive, scans) -> dict:
