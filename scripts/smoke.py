@@ -6,6 +6,13 @@
 The image is synthetic (drawn in memory), so no dataset is needed. With --kube the script first
 waits for the Deployments in the namespace to finish rolling out (kubernetes Python client) and
 prints pod states and logs when anything fails. Exit status 0 when every check passes, 1 otherwise.
+
+Golden answers: every served model version has `smoke_golden.json` in its version folder
+(model-server/models/<task>/<version>/, written by `python -m training.golden`: the SavedModel run
+on exactly these synthetic inputs through the gateway's own preprocessing). The smoke expects the
+newest version under --models-dir for each task (or --expect-version task=N) and the golden
+probabilities within --tolerance, so a stale image, a wrong version or a preprocessing regression
+fails it. --no-golden keeps only the shape checks.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 DEFAULT_DEPLOYMENTS = ("tf-serving", "gateway")
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "model-server" / "models"
+GOLDEN_FILE = "smoke_golden.json"
+GOLDEN_TOLERANCE = 1e-4
 
 
 class SmokeError(Exception):
@@ -154,7 +165,89 @@ def check_binary(model: dict, body: dict) -> None:
         )
 
 
-def predict_all(base: str, models: list[dict], image: bytes) -> None:
+@dataclass(frozen=True)
+class Golden:
+    """What each task must answer: its version and, per smoke input, the probabilities."""
+
+    versions: dict[str, int]  # task -> expected version
+    answers: dict[str, dict]  # task -> the golden file's content (None: shape checks only)
+    tolerance: float = GOLDEN_TOLERANCE
+
+    def check_version(self, task: str, version: object) -> None:
+        if task in self.versions and version != self.versions[task]:
+            raise SmokeError(
+                f"{task}: answered by version {version!r}, expected {self.versions[task]} "
+                "(stale image, or a models.config that serves another version?)"
+            )
+
+    def check_probabilities(self, task: str, what: str, probs: dict) -> None:
+        golden = self.answers.get(task)
+        if golden is None:
+            return
+        want = golden["predict"] if what == "predict" else golden["series"].get(what)
+        if want is None:
+            raise SmokeError(f"{task}: the golden file has no answer for {what!r}")
+        if sorted(want) != sorted(probs):
+            raise SmokeError(f"{task} {what}: labels {sorted(probs)}, golden {sorted(want)}")
+        worst = max(abs(float(probs[k]) - float(want[k])) for k in want)
+        if worst > self.tolerance:
+            raise SmokeError(
+                f"{task} {what}: probabilities {probs} differ from the golden {want} by "
+                f"{worst:.2e} > {self.tolerance:g} (other model bytes or preprocessing?)"
+            )
+
+
+def smoke_inputs() -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Exactly what the smoke sends: one image for :predict, the slices for :predict_series
+    (in upload order; the gateway answers in natural file-name order)."""
+    files = [(f"slice ({k}).png", synthetic_png(96 + 16 * k)) for k in range(SERIES_SLICES, 0, -1)]
+    return synthetic_png(), files
+
+
+def newest_versions(models_dir: Path) -> dict[str, int]:
+    """task -> its newest version folder holding a SavedModel (what TF Serving serves)."""
+    versions: dict[str, int] = {}
+    for task_dir in sorted(p for p in Path(models_dir).glob("*") if p.is_dir()):
+        numbers = [
+            int(v.name)
+            for v in task_dir.iterdir()
+            if v.name.isdigit() and (v / "saved_model.pb").is_file()
+        ]
+        if numbers:
+            versions[task_dir.name] = max(numbers)
+    return versions
+
+
+def load_golden(
+    models_dir: Path, expect: dict[str, int], tasks: list[str], tolerance: float
+) -> Golden:
+    """Expected versions (newest on disk unless `expect` says) and their golden answers."""
+    versions = {**newest_versions(models_dir), **expect}
+    answers = {}
+    for task in tasks:
+        if task not in versions:
+            raise SmokeError(f"{task}: no version under {models_dir} (and no --expect-version)")
+        path = Path(models_dir) / task / str(versions[task]) / GOLDEN_FILE
+        try:
+            answers[task] = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise SmokeError(
+                f"{task}: no readable golden answer {path} ({err}); "
+                f"write it with: python -m training.golden --task {task} "
+                f"--version {versions[task]}"
+            ) from None
+        if answers[task].get("version") != versions[task] or answers[task].get("task") != task:
+            raise SmokeError(
+                f"{path}: names {answers[task].get('task')} v"
+                f"{answers[task].get('version')}, not {task} v{versions[task]}"
+            )
+    return Golden(versions, answers, tolerance)
+
+
+NO_GOLDEN = Golden({}, {})
+
+
+def predict_all(base: str, models: list[dict], image: bytes, golden: Golden = NO_GOLDEN) -> None:
     for model in models:
         data, content_type = multipart("image", "smoke.png", image, "image/png")
         url = f"{base}/v1/models/{model['task']}:predict"
@@ -162,6 +255,8 @@ def predict_all(base: str, models: list[dict], image: bytes) -> None:
         if reply.status != 200:
             raise SmokeError(f"POST {url} -> HTTP {reply.status}: {reply.body}")
         check_prediction(model, reply.body)
+        golden.check_version(model["task"], reply.body["version"])
+        golden.check_probabilities(model["task"], "predict", reply.body["probabilities"])
         print(f"ok   {model['task']}: v{reply.body['version']} label={reply.body['label']}")
 
 
@@ -182,9 +277,9 @@ def multipart_files(field: str, files: list[tuple[str, bytes]]) -> tuple[bytes, 
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def predict_series_all(base: str, models: list[dict]) -> None:
+def predict_series_all(base: str, models: list[dict], golden: Golden = NO_GOLDEN) -> None:
     """A small series per model: one answer per slice, in file-name order, and a scan verdict."""
-    files = [(f"slice ({k}).png", synthetic_png(96 + 16 * k)) for k in range(SERIES_SLICES, 0, -1)]
+    files = smoke_inputs()[1]
     for model in models:
         data, content_type = multipart_files("image", files)
         url = f"{base}/v1/models/{model['task']}:predict_series"
@@ -195,18 +290,27 @@ def predict_series_all(base: str, models: list[dict]) -> None:
         names = [s.get("name") for s in body.get("slices", [])]
         if names != [f"slice ({k}).png" for k in range(1, SERIES_SLICES + 1)]:
             raise SmokeError(f"{model['task']}: series slices {names} not in natural order")
+        golden.check_version(model["task"], body.get("version"))
         for entry in body["slices"]:
             check_prediction(model, {**entry, "model": body["model"], "version": body["version"]})
+            golden.check_probabilities(model["task"], entry["name"], entry["probabilities"])
         if body.get("scan", {}).get("label") not in model["labels"]:
             raise SmokeError(f"{model['task']}: series scan verdict {body.get('scan')}")
         print(f"ok   {model['task']}: series of {SERIES_SLICES}, scan={body['scan']['label']}")
 
 
-def run_http_checks(base: str, timeout: float) -> None:
+def run_http_checks(base: str, timeout: float, args: argparse.Namespace | None = None) -> None:
     check_health(base, timeout)
     models = list_models(base)
-    predict_all(base, models, synthetic_png())
-    predict_series_all(base, models)
+    golden = NO_GOLDEN
+    if args is not None and not args.no_golden:
+        tasks = [m["task"] for m in models]
+        golden = load_golden(args.models_dir, args.expect_version, tasks, args.tolerance)
+        for model in models:
+            golden.check_version(model["task"], model["version"])
+        print(f"ok   versions {golden.versions} (golden answers within {golden.tolerance:g})")
+    predict_all(base, models, smoke_inputs()[0], golden)
+    predict_series_all(base, models, golden)
 
 
 class Kube:
@@ -285,7 +389,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--namespace", default="ct-triage")
     parser.add_argument("--context", default=None, help="kubeconfig context (default: current)")
     parser.add_argument("--deployments", default=",".join(DEFAULT_DEPLOYMENTS))
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=DEFAULT_MODELS_DIR,
+        help="models root with <task>/<version>/smoke_golden.json (default: the committed ones)",
+    )
+    parser.add_argument(
+        "--expect-version",
+        action="append",
+        default=[],
+        metavar="TASK=N",
+        help="the version TASK must answer with (default: its newest under --models-dir)",
+    )
+    parser.add_argument("--tolerance", type=float, default=GOLDEN_TOLERANCE)
+    parser.add_argument(
+        "--no-golden", action="store_true", help="shape checks only: no versions, no goldens"
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.expect_version = {
+            task: int(n) for task, n in (e.split("=", 1) for e in args.expect_version)
+        }
+    except ValueError:
+        parser.error("--expect-version takes TASK=N")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.kube:
             kube = Kube(args.namespace, args.context)
             kube.wait_rollouts([d for d in args.deployments.split(",") if d], args.timeout)
-        run_http_checks(base, args.timeout)
+        run_http_checks(base, args.timeout, args)
     except SmokeError as err:
         print(f"FAIL {err}", file=sys.stderr)
         if kube:

@@ -35,8 +35,13 @@ def run_smoke(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.integration
-def test_smoke_passes_against_the_local_stack(gateway_server):
-    result = run_smoke("--base-url", gateway_server, "--timeout", "60")
+def test_smoke_passes_against_the_local_stack(gateway_server, tiny_models_root):
+    # training/export.py wrote each tiny version's golden (python -m training.golden's function).
+    for task, *_ in TINY_MODELS:
+        assert (tiny_models_root / task / "1" / "smoke_golden.json").is_file()
+    result = run_smoke(
+        "--base-url", gateway_server, "--timeout", "60", "--models-dir", str(tiny_models_root)
+    )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     out = result.stdout
     assert "ok   GET /readyz -> 200" in out

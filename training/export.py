@@ -1,9 +1,10 @@
 """Export a trained Keras model as a self-describing TF Serving SavedModel version.
 
 Layout written: <models_root>/<task>/<version>/{saved_model.pb, variables/, assets.extra/
-tf_serving_warmup_requests, model_card.md}. The signatures follow gateway/model_contract.py:
-serving_default, model_info (with info_json, built by `build_info` from training/tasks.py and the
-caller's validation figures) and explain (Grad-CAM, training/explain.py).
+tf_serving_warmup_requests, model_card.md, smoke_golden.json (training/golden.py)}. The signatures
+follow gateway/model_contract.py: serving_default, model_info (with info_json, built by
+`build_info` from training/tasks.py and the caller's validation figures) and explain (Grad-CAM,
+training/explain.py).
 """
 
 from __future__ import annotations
@@ -223,6 +224,9 @@ def export_model(
     archive.add_endpoint(mc.EXPLAIN_SIGNATURE, explain)
     archive.write_out(str(version_dir), verbose=False)
     write_warmup_records(version_dir, task, size, channels)
+    from training.golden import write_golden  # the smoke's expected answers (scripts/smoke.py)
+
+    write_golden(models_root, task, version)
     if model_card:
         (version_dir / "model_card.md").write_text(model_card)
     return version_dir
