@@ -98,14 +98,17 @@ def test_gateway_image_runs_the_package_as_non_root_on_its_port():
     assert entrypoint(dockerfile) == ["python", "-m", "gateway"]
     assert (GATEWAY / "__main__.py").is_file()
     copies = args_of(dockerfile, "COPY")
-    assert "requirements.txt /app/requirements.txt" in copies
+    assert "requirements.lock /app/requirements.lock" in copies
     assert ". /app/gateway/" in copies
-    assert any("-r /app/requirements.txt" in run for run in args_of(dockerfile, "RUN"))
+    (install,) = [run for run in args_of(dockerfile, "RUN") if "pip install" in run]
+    for option in ("--require-hashes", "--no-deps", "-r /app/requirements.lock"):
+        assert option in install, f"the image installs the hashed lock only: {option} missing"
 
 
 def test_gateway_image_installs_no_tensorflow():
-    requirements = (GATEWAY / "requirements.txt").read_text().lower()
-    assert not re.search(r"^\s*(tensorflow|tf-|keras)", requirements, re.M)
+    for name in ("requirements.txt", "requirements.in", "requirements.lock"):
+        requirements = (GATEWAY / name).read_text().lower()
+        assert not re.search(r"^\s*(tensorflow|tf-|keras)", requirements, re.M), name
     ignored = dockerignore(GATEWAY)
     assert "**/__pycache__" in ignored and "Dockerfile" in ignored
 
