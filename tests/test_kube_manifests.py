@@ -32,6 +32,8 @@ NAMESPACE = "ct-triage"
 MODELS_CONFIG = REPO / "model-server" / "models.config"
 KIND_MK = REPO / "mk" / "kind.mk"
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
+# API groups of CRDs (Prometheus Operator) that kubernetes-validate has no schemas for.
+CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com",)
 
 
 def render(overlay: str) -> list[dict]:
@@ -125,6 +127,8 @@ def test_every_object_is_valid_for_the_pinned_kubernetes_version(objects):
         f"kubernetes-validate ships no schemas for {KUBERNETES_VERSION}"
     )
     for obj in objects:
+        if obj["apiVersion"].split("/")[0] in CUSTOM_RESOURCE_GROUPS:
+            continue  # no schema here: tests/test_deploy_monitoring.py checks their structure
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as err:
@@ -279,8 +283,13 @@ def test_only_gateway_pods_reach_tf_serving_grpc(objects):
         for rule in p["spec"].get("ingress", [])
     ]
     assert tfs_rules, "no NetworkPolicy opens TF Serving to the gateway"
+    grpc_rules = [r for r in tfs_rules if [p["port"] for p in r["ports"]] != [ports.REST_PORT]]
+    assert grpc_rules, "no NetworkPolicy opens TF Serving to the gateway"
     for rule in tfs_rules:
         assert rule.get("from"), "a rule without `from` opens TF Serving to every pod"
+    # Besides the gateway's gRPC rule, only the REST port (metrics) may be opened, to a scraper
+    # (kube-config/components/monitoring; tests/test_deploy_monitoring.py).
+    for rule in grpc_rules:
         for peer in rule["from"]:
             assert set(peer) == {"podSelector"}, peer
             assert matches(peer["podSelector"]["matchLabels"], gateway_labels)
