@@ -12,6 +12,12 @@ KIND_NAMESPACE := ct-triage
 KIND_OVERLAY := kube-config/overlays/kind
 GATEWAY_IMAGE := ct-triage/gateway:dev
 TFS_IMAGE := ct-triage/tf-serving:dev
+# The node image kind v0.29.0 (KIND_VERSION in .github/workflows/ci.yml) publishes for Kubernetes
+# 1.33, pinned by digest so a cluster is the same everywhere; CI's kubectl has the same version
+# (KUBECTL_VERSION there) and tests/test_deploy_release.py checks they agree with each other and
+# with the Kubernetes version the manifests are validated against.
+# The node image is multi-arch; the tensorflow/serving image is amd64-only (docs/production.md).
+KIND_NODE_IMAGE := kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f
 METRICS_SERVER_VERSION := v0.7.2
 METRICS_SERVER_URL := https://github.com/kubernetes-sigs/metrics-server/releases/download/$(METRICS_SERVER_VERSION)/components.yaml
 KIND_PF_PORT ?= 9696
@@ -24,7 +30,8 @@ kind-up: ## create the kind cluster (if absent) with metrics-server for the HPAs
 	@if $(KIND) get clusters | grep -qx '$(KIND_CLUSTER)'; then \
 		echo "kind cluster $(KIND_CLUSTER) exists"; \
 	else \
-		$(KIND) create cluster --config kind-config.yaml --name $(KIND_CLUSTER) --wait 120s; \
+		$(KIND) create cluster --config kind-config.yaml --name $(KIND_CLUSTER) \
+			--image $(KIND_NODE_IMAGE) --wait 120s; \
 	fi
 	$(KUBECTL) $(KIND_CTX) apply -f $(METRICS_SERVER_URL)
 	@# kind's kubelets serve self-signed certificates; metrics-server must skip verifying them.
