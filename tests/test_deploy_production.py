@@ -8,7 +8,10 @@ with the gateway's metric and thread count.
 
 from __future__ import annotations
 
+import os
 import runpy
+import shutil
+import subprocess
 
 import kubernetes_validate
 import pytest
@@ -122,3 +125,23 @@ def test_prometheus_adapter_sample_exposes_that_metric():
     name = metrics.IN_FLIGHT._name
     assert rule["seriesQuery"].startswith(name + "{") and rule["name"]["as"] == name
     assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+
+
+def test_in_flight_hpa_sample_patches_the_production_overlay(tmp_path):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not on PATH")
+    overlay = os.path.relpath(REPO / "kube-config" / "overlays" / "production", tmp_path)
+    shutil.copy(SAMPLES / "hpa-gateway-in-flight.yaml", tmp_path / "hpa.yaml")
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {overlay}\npatches:\n  - path: hpa.yaml\n"
+    )
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    patched = [d for d in yaml.safe_load_all(out.stdout) if d]
+    spec = one(patched, "HorizontalPodAutoscaler", "gateway")["spec"]
+    assert [m["type"] for m in spec["metrics"]] == ["Resource", "Pods"]
+    # The base's scaling behaviour survives the patch.
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 60
