@@ -12,6 +12,7 @@ both answer while every request thread is busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import sys
@@ -28,11 +29,13 @@ from gateway import logs
 HEALTH_PATH = "/healthz"
 SIDE_PATHS = ("/readyz", "/metrics")  # cheap and must answer while the request pool is busy
 SIDE_THREADS = 2
+DRAIN_BYTES = 16 * 1024 * 1024  # read past an over-long body before answering 413 (see _drain)
+DRAIN_SECONDS = 2.0
 _Send = Callable[[dict], Any]
 
 
 class _TooLarge(Exception):
-    pass
+    """args[0]: the client is still sending (drain before answering)."""
 
 
 class _Disconnected(Exception):
@@ -79,7 +82,10 @@ class BufferedWsgi:
             message = f"the request did not arrive within {seconds} s"
             await _respond(*_error_args(send, 408, "request_timeout", message))
             return
-        except _TooLarge:
+        except _TooLarge as too_large:
+            if too_large.args and too_large.args[0]:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_drain(receive, DRAIN_BYTES), DRAIN_SECONDS)
             message = f"request body is over the {cap - 1} bytes allowed"
             await _respond(*_error_args(send, 413, "too_large", message))
             return
@@ -102,7 +108,7 @@ class BufferedWsgi:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > cap:  # one byte over: the app sees an over-long body and answers 413 itself
-                raise _TooLarge
+                raise _TooLarge(message.get("more_body", False))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -137,6 +143,17 @@ class BufferedWsgi:
                 self._side_pool.shutdown(wait=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _drain(receive: Callable, limit: int) -> None:
+    """Read and drop up to `limit` more bytes of a body we refuse. A client still sending when we
+    answer and close would get a connection reset instead of our 413 (lingering close)."""
+    dropped = 0
+    while dropped <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))
 
 
 def _error_args(send: _Send, status: int, code: str, message: str):

@@ -101,3 +101,10 @@ def test_environ_path_is_percent_decoded_utf8_as_latin1_like_pep_3333():
     )
     assert environ["PATH_INFO"] == "/v1/models/é x".encode().decode("latin-1")
     assert environ["SERVER_PORT"] == "9696" and environ["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_an_over_long_body_is_drained_before_the_413_so_the_client_reads_it():
+    messages = [{"type": "http.request", "body": b"x" * 60, "more_body": True} for _ in range(5)]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    status, _, _ = answer(run(app(cap=100), scope(), messages))
+    assert status == 413 and messages == []  # everything the client sent was read
