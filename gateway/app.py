@@ -7,7 +7,7 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import intake, logs, metrics, webpage
+from gateway import canary, intake, logs, metrics, webpage
 from gateway.config import Settings
 from gateway.errors import ApiError, register_error_handlers
 from gateway.service import Gateway
@@ -60,13 +60,14 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     @app.post("/v1/models/<task:task>:predict")
     def predict(task: str):
         gateway.check_task(task)  # 404 before reading a body for a model we do not serve
-        return jsonify(gateway.predict(task, intake.read_image(request, settings)))
+        image = intake.read_image(request, settings)
+        return jsonify(gateway.predict(task, image, canary=_canary()))
 
     @app.post("/v1/models/<task:task>:explain")
     def explain(task: str):
         gateway.check_task(task)
         image = intake.read_image(request, settings)
-        return jsonify(gateway.predict(task, image, explain=True))
+        return jsonify(gateway.predict(task, image, explain=True, canary=_canary()))
 
     @app.post("/v1/models/<task:task>:predict_series")
     def predict_series(task: str):
@@ -74,12 +75,12 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
         explain = request.args.get("explain")
         _allow_series_body(settings)
         files = intake.read_series(request, settings)
-        return jsonify(gateway.predict_series(task, files, explain))
+        return jsonify(gateway.predict_series(task, files, explain, canary=_canary()))
 
     @app.post("/predict")
     def predict_default():
         image = intake.read_image(request, settings, intake.ALIAS_FIELDS)
-        body = gateway.predict(settings.default_task, image)
+        body = gateway.predict(settings.default_task, image, canary=_canary())
         return jsonify(seed_answer(body, gateway.model(settings.default_task)["positive_label"]))
 
     @app.get("/v1/models")
@@ -107,6 +108,11 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def metrics_endpoint():
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
+
+
+def _canary() -> bool | None:
+    """X-CT-Canary: 1 forces the canary version, 0 the stable one (gateway/canary.py)."""
+    return canary.parse_header(request.headers.get(canary.HEADER))
 
 
 def _allow_series_body(settings: Settings) -> None:

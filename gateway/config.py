@@ -53,6 +53,9 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 2
     threads: int = 4
+    # Share of requests sent to the `canary` version label (gateway/canary.py). None (unset): no
+    # label routing at all, the model server's newest version answers, as before labels existed.
+    canary_share: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -142,4 +145,5 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool],
     ),
     "workers": ("CT_WORKERS", int, lambda v: 1 <= v <= 64, "1..64"),
     "threads": ("CT_THREADS", int, lambda v: 1 <= v <= 256, "1..256"),
+    "canary_share": ("CT_CANARY_SHARE", float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]"),
 }

@@ -53,6 +53,14 @@ MODEL_SERVER_ERRORS = Counter(
     ["task", "method", "grpc_status"],
 )
 
+# Versions are the few the model server reports for configured tasks; route is stable, canary or
+# "" (no version labels configured): a bounded label set.
+PREDICTIONS = Counter(
+    "ct_gateway_predictions_total",
+    "Answered predictions (single images and series), by task, answering version and route.",
+    ["task", "version", "route"],
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text of every worker (multiprocess mode) or of this process."""

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gateway import heatmap, series
+from gateway import heatmap, metrics, series
 from gateway import model_contract as mc
 from gateway import tfs_api_pb2 as pb
 from gateway.archive import Member
+from gateway.canary import LabelResolver, Router
 from gateway.config import Settings
 from gateway.errors import (
     ApiError,
@@ -44,6 +45,27 @@ class Gateway:
         self.settings = settings
         self.client = client or TfsClient(settings)
         self.registry = ModelRegistry(self.client, settings.metadata_ttl_s)
+        self.router = Router(settings.canary_share or 0.0)
+        self.labels = LabelResolver(self._label_version, settings.metadata_ttl_s)
+
+    def _label_version(self, task: str, label: str) -> int:
+        return int(self.client.metadata(task, label=label).model_spec.version.value)
+
+    def _route(self, task: str, canary: bool | None) -> tuple[ModelInfo, int | None, str | None]:
+        """The model info, version to ask for and route (stable/canary; None: no labels)."""
+        version, route = None, None
+        if self.settings.canary_share is not None:  # label routing on (CT_CANARY_SHARE set)
+            version, route = self.labels.route(task, self.router.wants_canary(canary))
+        if version is None:
+            return self.registry.get(task), None, None
+        return self.registry.for_version(task, version), version, route
+
+    @staticmethod
+    def _record(body: dict, route: str | None) -> dict:
+        if route:
+            body["route"] = route
+        metrics.PREDICTIONS.labels(body["model"], str(body["version"]), route or "").inc()
+        return body
 
     def check_task(self, task: str) -> None:
         if task not in self.settings.models:
@@ -52,36 +74,43 @@ class Gateway:
                 "unknown_model",
             )
 
-    def predict(self, task: str, image: bytes, explain: bool = False) -> dict:
-        """One picture or single-frame DICOM object -> the answer (with a heatmap if `explain`)."""
+    def predict(
+        self, task: str, image: bytes, explain: bool = False, canary: bool | None = None
+    ) -> dict:
+        """One picture or single-frame DICOM object -> the answer (with a heatmap if `explain`).
+        `canary`: force (True) or avoid (False) the canary version; None: CT_CANARY_SHARE."""
         self.check_task(task)
-        info = self.registry.get(task)
+        info, version, route = self._route(task, canary)
         if explain and not info.explainable:
             raise _not_explainable(info)
         decoded = self._decode(image, info, max_frames=None, name=None)[0]
         pixels = self._pixels(decoded, info)
         signature = mc.EXPLAIN_SIGNATURE if explain else mc.PREDICT_SIGNATURE
-        response, info = self._call(task, pixels[np.newaxis], signature, info, None)
+        response, info = self._call(task, pixels[np.newaxis], signature, info, version)
         body = prediction_body(info, _probabilities(response, info, 1)[0])
         if decoded.meta.modality:
             body["modality"] = decoded.meta.modality
         if explain:
             body.update(_explanation(response, info, pixels, 0))
-        return body
+        return self._record(body, route)
 
     def predict_series(
-        self, task: str, files: Sequence[Member], explain: str | None = None
+        self,
+        task: str,
+        files: Sequence[Member],
+        explain: str | None = None,
+        canary: bool | None = None,
     ) -> dict:
         """The slices of one scan -> one scan verdict and every slice's answer, in order.
 
         `explain`: None, "top" (the slice that weighs most in the verdict) or a slice index."""
         self.check_task(task)
-        info = self.registry.get(task)
+        info, version, route = self._route(task, canary)
         if explain is not None and not info.explainable:
             raise _not_explainable(info)
         ordered, rule = series.order(self._decode_series(files, info))
         pixels = np.stack([self._pixels(s.slice, info) for s in ordered])
-        probs, info = self._predict_batched(task, pixels, info)
+        probs, info = self._predict_batched(task, pixels, info, version)
         body = series_body(info, ordered, rule, probs)
         if explain is not None:
             index = _explain_index(explain, body, len(ordered))
@@ -89,7 +118,7 @@ class Gateway:
                 task, pixels[index : index + 1], mc.EXPLAIN_SIGNATURE, info, info.version
             )
             body["explained"] = {"index": index, **_explanation(response, info, pixels[index], 0)}
-        return body
+        return self._record(body, route)
 
     def _decode_series(self, files: Sequence[Member], info: ModelInfo) -> list[series.NamedSlice]:
         limit = self.settings.max_series_slices
@@ -135,12 +164,12 @@ class Gateway:
         return pixels.astype(info.input_dtype, copy=False)
 
     def _predict_batched(
-        self, task: str, pixels: np.ndarray, info: ModelInfo
+        self, task: str, pixels: np.ndarray, info: ModelInfo, version: int | None = None
     ) -> tuple[np.ndarray, ModelInfo]:
         """Probabilities of every slice, in Predicts of at most max_batch_size images, all answered
-        by one model version (the first chunk's: later chunks ask for it by number)."""
+        by one model version (`version`, else the first chunk's: later chunks ask for it)."""
         step = self.settings.max_batch_size
-        chunks, version = [], None
+        chunks = []
         for start in range(0, len(pixels), step):
             batch = pixels[start : start + step]
             response, info = self._call(task, batch, mc.PREDICT_SIGNATURE, info, version)
@@ -171,7 +200,9 @@ class Gateway:
         info = self.registry.get(task)
         verbs = ["predict", "predict_series"] + (["explain"] if info.explainable else [])
         endpoints = {verb: f"/v1/models/{task}:{verb}" for verb in verbs}
-        return {**info.to_dict(), "endpoints": endpoints}
+        labels = self.labels.versions(task) if self.settings.canary_share is not None else {}
+        extra = {"version_labels": labels, "canary_share": self.router.share} if labels else {}
+        return {**info.to_dict(), "endpoints": endpoints, **extra}
 
     def readiness(self) -> tuple[bool, dict[str, dict]]:
         """(ready, per-task state): ready when every model has an AVAILABLE, usable version."""

@@ -147,10 +147,14 @@ class TfsClient:
         request = pb.GetModelStatusRequest(model_spec=pb.ModelSpec(name=task))
         return self._call(task, "GetModelStatus", lambda s: s[2].GetModelStatus, request)
 
-    def metadata(self, task: str, version: int | None = None) -> pb.GetModelMetadataResponse:
-        request = pb.GetModelMetadataRequest(
-            model_spec=_spec(task, version), metadata_field=["signature_def"]
-        )
+    def metadata(
+        self, task: str, version: int | None = None, label: str = ""
+    ) -> pb.GetModelMetadataResponse:
+        """The model's signatures: of `version`, of the version `label` names, else the newest."""
+        spec = _spec(task, version)
+        if label:
+            spec.version_label = label
+        request = pb.GetModelMetadataRequest(model_spec=spec, metadata_field=["signature_def"])
         return self._call(task, "GetModelMetadata", lambda s: s[1].GetModelMetadata, request)
 
     def predict(

@@ -44,6 +44,7 @@ class ModelConfig:
     base_path: Path
     policy: VersionPolicy = VersionPolicy()
     version_labels: Mapping[str, int] = field(default_factory=dict)
+    source: Path | None = None  # the config file it came from (re-read when it changes)
 
 
 def parse_config_text(
@@ -81,7 +82,9 @@ def _policy(proto: model_server_config_pb2.ModelConfig) -> VersionPolicy:
     return VersionPolicy("latest", num_versions=max(1, policy.latest.num_versions))
 
 
-def _model(proto: model_server_config_pb2.ModelConfig, folder: Path) -> ModelConfig:
+def _model(
+    proto: model_server_config_pb2.ModelConfig, folder: Path, source: Path | None = None
+) -> ModelConfig:
     if not proto.name or not proto.base_path:
         raise ConfigError(f"every model needs a name and a base_path, got {proto.name!r}")
     if proto.model_platform not in ("", "tensorflow"):
@@ -92,6 +95,7 @@ def _model(proto: model_server_config_pb2.ModelConfig, folder: Path) -> ModelCon
         base_path=base if base.is_absolute() else (folder / base).resolve(),
         policy=_policy(proto),
         version_labels=dict(proto.version_labels),
+        source=source,
     )
 
 
@@ -99,7 +103,7 @@ def load_models(path: Path) -> list[ModelConfig]:
     """The models a config file lists; relative base_paths are resolved against its folder."""
     path = Path(path).resolve()
     config = read_config_file(path)
-    models = [_model(m, path.parent) for m in config.model_config_list.config]
+    models = [_model(m, path.parent, path) for m in config.model_config_list.config]
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: duplicate model names in {names}")

@@ -2,6 +2,16 @@
 
 Loads happen outside the lock and a version is swapped in whole, so requests keep being served by
 the versions already available while another one loads or is unloaded.
+
+Version labels (`version_labels` in models.config) resolve a ModelSpec.version_label to a number.
+The stand-in behaves as TF Serving started with --allow_version_labels_for_unavailable_models: a
+new label may name a version still loading (requests for it answer UNAVAILABLE until it is
+AVAILABLE), but moving an existing label needs its new version AVAILABLE, else the whole config
+change is refused (FAILED_PRECONDITION in TF Serving; logged here) and the old one kept. Without
+that flag TF Serving refuses to start with labels in its config; add them by a config reload once
+the versions are AVAILABLE. The config file is re-read on every file-system poll when its
+modification time changes (TF Serving: --model_config_file_poll_wait_seconds), so removing a label
+drains it without a restart.
 """
 
 from __future__ import annotations
@@ -11,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
-from ct_standin.config import ModelConfig, list_versions, version_dirs
+from ct_standin.config import ConfigError, ModelConfig, list_versions, load_models, version_dirs
 from ct_standin.errors import ServingError
 
 log = logging.getLogger(__name__)
@@ -36,9 +47,13 @@ class Registry:
     def __init__(self, models: list[ModelConfig], loader: Loader) -> None:
         self._models = {m.name: m for m in models}
         self._versions: dict[str, dict[int, VersionState]] = {m.name: {} for m in models}
+        self._labels = {m.name: dict(m.version_labels) for m in models}
         self._loader = loader
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        sources = {m.source for m in models if m.source is not None}
+        self._source: Path | None = sources.pop() if len(sources) == 1 else None
+        self._source_mtime = _mtime(self._source) if self._source else None
 
     @property
     def names(self) -> list[str]:
@@ -60,8 +75,51 @@ class Registry:
     def sync(self) -> None:
         """Bring the served versions in line with disk: load new ones, then unload dropped ones."""
         with self._sync_lock:
+            self._reload_config()
             self.load(self.plan())
             self._unload_dropped()
+
+    def _reload_config(self) -> None:
+        """Re-read the config file when it changed: new version policies and labels."""
+        if self._source is None:
+            return
+        mtime = _mtime(self._source)
+        if mtime is None or mtime == self._source_mtime:
+            return
+        self._source_mtime = mtime
+        try:
+            models = {m.name: m for m in load_models(self._source)}
+        except ConfigError as err:
+            log.error("Model config reload failed, keeping the current one: %s", err)
+            return
+        if set(models) != set(self._models):
+            log.error(
+                "Model config reload refused: the stand-in cannot add or remove models "
+                "(%s -> %s); restart it",
+                sorted(self._models),
+                sorted(models),
+            )
+            return
+        with self._lock:
+            for name, model in models.items():
+                for label, version in model.version_labels.items():
+                    old = self._labels[name].get(label)
+                    state = self._versions[name].get(version)
+                    if old not in (None, version) and (state is None or state.state != AVAILABLE):
+                        log.error(
+                            "Model config reload refused: Request to assign label to version %d "
+                            "of model %s, which is not currently available for inference",
+                            version,
+                            name,
+                        )
+                        return
+            self._models = models
+            self._labels = {name: dict(m.version_labels) for name, m in models.items()}
+        log.info(
+            "Reloaded model config %s: labels %s",
+            self._source,
+            {n: labels for n, labels in self._labels.items() if labels},
+        )
 
     def load(self, pending: list[tuple[str, int]]) -> None:
         for name, version in sorted(pending, key=lambda p: (p[0], -p[1])):
@@ -116,12 +174,13 @@ class Registry:
             return version, current.servable
 
     def _label_version(self, name: str, label: str) -> int:
-        model = self._models.get(name)
-        if model is None or label not in model.version_labels:
+        with self._lock:
+            version = self._labels.get(name, {}).get(label)
+        if version is None:  # TF Serving's ServerCore::GetModelVersionForLabel
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
             )
-        return model.version_labels[label]
+        return version
 
     @staticmethod
     def _not_ready(states: dict[int, VersionState], request: str):
@@ -153,3 +212,10 @@ class Registry:
                 name: sorted(v for v, s in states.items() if s.state == AVAILABLE)
                 for name, states in self._versions.items()
             }
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
