@@ -7,8 +7,8 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import canary, intake, logs, metrics, webpage
-from gateway.config import Settings
+from gateway import auth, canary, intake, logs, metrics, webpage
+from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError, register_error_handlers
 from gateway.service import Gateway
 
@@ -33,6 +33,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     logs.init_app(app)
     _register_metrics(app, settings)
+    try:
+        auth.init_app(app, settings.auth_tokens_file)  # after the metrics: 401s are counted
+    except auth.TokenFileError as err:
+        raise ConfigError(f"CT_AUTH_TOKENS_FILE: {err}") from None
     _register_routes(app, gateway)
     webpage.init_app(app)
     return app

@@ -56,6 +56,8 @@ class Settings:
     # Share of requests sent to the `canary` version label (gateway/canary.py). None (unset): no
     # label routing at all, the model server's newest version answers, as before labels existed.
     canary_share: float | None = None
+    # File of hex SHA-256 digests of the accepted bearer tokens (gateway/auth.py); "": auth off.
+    auth_tokens_file: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +118,14 @@ def _parse_bool(raw: str) -> bool:
 _LEVELS = logging.getLevelNamesMapping()
 
 
+def _token_file(raw: str) -> str:
+    """The path, once the file reads and parses (TokenFileError is a ValueError)."""
+    from gateway.auth import TokenFile
+
+    TokenFile(raw)
+    return raw
+
+
 # dataclass field -> (environment variable, parser, validity check); defaults are on the dataclass.
 _FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool], str]] = {
     "port": ("CT_PORT", int, lambda v: 1 <= v <= 65535, "a port 1..65535"),
@@ -146,4 +156,10 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool],
     "workers": ("CT_WORKERS", int, lambda v: 1 <= v <= 64, "1..64"),
     "threads": ("CT_THREADS", int, lambda v: 1 <= v <= 256, "1..256"),
     "canary_share": ("CT_CANARY_SHARE", float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]"),
+    "auth_tokens_file": (
+        "CT_AUTH_TOKENS_FILE",
+        _token_file,
+        bool,
+        "a readable file of hex SHA-256 token hashes, one per line",
+    ),
 }
