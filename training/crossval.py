@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         help="k-fold, 2.5-D: each slice with the slices above and below it as 3 channels",
     )
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     task = get_task(args.task)
     size = args.size or task.size
     data = args.data or DEFAULT_DATA_ROOT / task.dataset_dir
@@ -162,7 +163,7 @@ def kfold(task, data: Path, size: int, audit, args) -> None:
         channels = x_all.shape[-1]
     y_all = np.array([labels.index(r.label) for r in records])
     scans_all = np.array([r.scan for r in records])
-    command = "python -m training.crossval " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m training.crossval " + " ".join(shlex.quote(a) for a in args.argv)
     name = f"kfold-{args.arch.replace('@', '-')}-{size}{'-mil' if args.mil else ''}"
     name += "-2.5d" if args.neighbours else ""
     name += f"-{args.folds}x{args.repeats}{'-' + args.tag if args.tag else ''}"
