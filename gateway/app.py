@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 from flask import Flask, Response, g, jsonify, request
@@ -13,6 +15,7 @@ from gateway.errors import ApiError, register_error_handlers
 from gateway.service import Gateway
 
 EXTENSION = "ct_gateway"
+INSTANCE_HEADER = "X-CT-Instance"
 
 
 class TaskConverter(BaseConverter):
@@ -99,14 +102,18 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def healthz():
         return jsonify({"status": "ok"})
 
+    # The pod name in Kubernetes: scripts/smoke.py checks that the gateway answering its URL is
+    # one of the namespace's gateway pods. (/healthz is answered by gateway/buffered.py itself.)
+    identity = {INSTANCE_HEADER: os.environ.get("HOSTNAME") or socket.gethostname()}
+
     @app.get("/readyz")
     def readyz():
         ready, models = gateway.readiness()
         if ready:
-            return jsonify({"status": "ready", "models": models})
+            return jsonify({"status": "ready", "models": models}), 200, identity
         missing = "; ".join(f"{t}: {s['reason']}" for t, s in models.items() if not s["ready"])
         error = ApiError(503, "not_ready", f"not ready: {missing}")
-        return jsonify({**error.to_dict(), "models": models}), 503
+        return jsonify({**error.to_dict(), "models": models}), 503, identity
 
     @app.get("/metrics")
     def metrics_endpoint():

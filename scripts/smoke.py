@@ -21,13 +21,14 @@ import argparse
 import io
 import json
 import math
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -37,6 +38,9 @@ DEFAULT_DEPLOYMENTS = ("tf-serving", "gateway")
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "model-server" / "models"
 GOLDEN_FILE = "smoke_golden.json"
 GOLDEN_TOLERANCE = 1e-4
+INSTANCE_HEADER = "X-CT-Instance"  # the gateway's pod name (HOSTNAME), on GET /readyz
+TOKEN_ENV = "CT_SMOKE_TOKEN"  # bearer token for a gateway with auth on (gateway/auth.py)
+HEADERS: dict[str, str] = {}  # sent with every request (Authorization, when a token is given)
 
 
 class SmokeError(Exception):
@@ -47,6 +51,7 @@ class SmokeError(Exception):
 class Reply:
     status: int
     body: object  # parsed JSON, or the raw text when the body is not JSON
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
 
 def synthetic_png(size: int = 128) -> bytes:
@@ -77,18 +82,24 @@ def request(
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     if content_type:
         req.add_header("Content-Type", content_type)
+    for name, value in HEADERS.items():
+        req.add_header(name, value)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
+            status, raw, headers = resp.status, resp.read(), _lower(resp.headers)
     except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
+        status, raw, headers = err.code, err.read(), _lower(err.headers)
     except (urllib.error.URLError, OSError) as err:
         raise SmokeError(f"{url}: cannot connect ({getattr(err, 'reason', err)})") from None
     text = raw.decode("utf-8", "replace")
     try:
-        return Reply(status, json.loads(text))
+        return Reply(status, json.loads(text), headers)
     except json.JSONDecodeError:
-        return Reply(status, text)
+        return Reply(status, text, headers)
+
+
+def _lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def wait_for(url: str, timeout: float, accept: Callable[[Reply], bool]) -> Reply:
@@ -108,11 +119,21 @@ def wait_for(url: str, timeout: float, accept: Callable[[Reply], bool]) -> Reply
         time.sleep(0.5)
 
 
-def check_health(base: str, timeout: float) -> None:
+def check_health(base: str, timeout: float, instances: set[str] | None = None) -> None:
+    """Liveness, readiness, and the answering gateway's identity (one of `instances` if given)."""
     wait_for(f"{base}/healthz", timeout, lambda r: r.status == 200)
     print("ok   GET /healthz -> 200")
     reply = wait_for(f"{base}/readyz", timeout, lambda r: r.status == 200)
     print(f"ok   GET /readyz -> 200 {json.dumps(reply.body)[:200]}")
+    instance = reply.headers.get(INSTANCE_HEADER.lower())
+    if not instance:
+        raise SmokeError(f"{base}/readyz has no {INSTANCE_HEADER} header: not a ct-triage gateway?")
+    if instances is not None and instance not in instances:
+        raise SmokeError(
+            f"{base} is answered by {instance!r}, not one of the namespace's gateway pods "
+            f"{sorted(instances)}: the URL points at another deployment"
+        )
+    print(f"ok   answered by gateway {instance}")
 
 
 def list_models(base: str) -> list[dict]:
@@ -299,8 +320,13 @@ def predict_series_all(base: str, models: list[dict], golden: Golden = NO_GOLDEN
         print(f"ok   {model['task']}: series of {SERIES_SLICES}, scan={body['scan']['label']}")
 
 
-def run_http_checks(base: str, timeout: float, args: argparse.Namespace | None = None) -> None:
-    check_health(base, timeout)
+def run_http_checks(
+    base: str,
+    timeout: float,
+    args: argparse.Namespace | None = None,
+    instances: set[str] | None = None,
+) -> None:
+    check_health(base, timeout, instances)
     models = list_models(base)
     golden = NO_GOLDEN
     if args is not None and not args.no_golden:
@@ -361,6 +387,10 @@ class Kube:
                 time.sleep(2)
             print(f"ok   deployment/{name} rolled out")
 
+    def gateway_pods(self, selector: str = "app.kubernetes.io/name=gateway") -> set[str]:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+        return {pod.metadata.name for pod in pods}
+
     def dump(self) -> None:
         for pod in self.core.list_namespaced_pod(self.namespace).items:
             name = pod.metadata.name
@@ -404,6 +434,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tolerance", type=float, default=GOLDEN_TOLERANCE)
     parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV, ""),
+        help=f"bearer token for a gateway with auth on (default: ${TOKEN_ENV})",
+    )
+    parser.add_argument(
         "--no-golden", action="store_true", help="shape checks only: no versions, no goldens"
     )
     args = parser.parse_args(argv)
@@ -419,12 +454,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = args.base_url.rstrip("/")
-    kube = None
+    kube, instances = None, None
+    if args.token:
+        HEADERS["Authorization"] = f"Bearer {args.token}"
     try:
         if args.kube:
             kube = Kube(args.namespace, args.context)
             kube.wait_rollouts([d for d in args.deployments.split(",") if d], args.timeout)
-        run_http_checks(base, args.timeout, args)
+            instances = kube.gateway_pods()
+        run_http_checks(base, args.timeout, args, instances)
     except SmokeError as err:
         print(f"FAIL {err}", file=sys.stderr)
         if kube:

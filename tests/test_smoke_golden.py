@@ -14,9 +14,18 @@ import sys
 import pytest
 
 from tests.fixtures.common import REPO, free_port
+from tests.fixtures.gateway import running_gateway
 from tests.test_smoke_local import load_smoke, run_smoke
 
 MODELS = REPO / "model-server" / "models"
+
+
+class GatewayURL(str):
+    """The gateway's base URL, also carrying the model server's gRPC target."""
+
+    model_server: str
+
+
 TASKS = sorted(p.name for p in MODELS.iterdir() if p.is_dir())
 
 
@@ -26,7 +35,6 @@ def committed_stack(tmp_path_factory):
     sys.path.insert(0, str(REPO / "model-server"))
     from ct_standin.config import render_config
 
-    from tests.fixtures.gateway import running_gateway
     from tests.fixtures.model_server import start_model_server
 
     config = tmp_path_factory.mktemp("committed") / "models.config"
@@ -37,7 +45,9 @@ def committed_stack(tmp_path_factory):
         pytest.fail(str(err), pytrace=False)
     try:
         with running_gateway(server.target, CT_MODELS=",".join(TASKS)) as gateway:
-            yield gateway.url
+            url = GatewayURL(gateway.url)
+            url.model_server = server.target
+            yield url
     except RuntimeError as err:
         pytest.fail(str(err), pytrace=False)
     finally:
@@ -108,3 +118,29 @@ def test_golden_tolerance_and_missing_answers():
         golden.check_probabilities("t", "slice (1).png", {"a": 0.5, "b": 0.5})
     with pytest.raises(smoke.SmokeError, match="no readable golden"):
         smoke.load_golden(REPO / "nowhere", {"t": 1}, ["t"], 1e-4)
+
+
+@pytest.mark.integration
+def test_the_smoke_checks_which_gateway_answers(committed_stack):
+    smoke = load_smoke()
+    reply = smoke.request(f"{committed_stack}/readyz")
+    instance = reply.headers[smoke.INSTANCE_HEADER.lower()]
+    smoke.check_health(committed_stack, 10, {instance, "gateway-abc"})  # one of the pods
+    with pytest.raises(smoke.SmokeError, match="not one of the namespace's gateway pods"):
+        smoke.check_health(committed_stack, 10, {"gateway-7d9f-xyz"})
+
+
+@pytest.mark.integration
+def test_the_smoke_sends_its_token_to_a_gateway_with_auth_on(committed_stack, tmp_path):
+    import hashlib
+
+    token = "smoke-token"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(hashlib.sha256(token.encode()).hexdigest() + "\n")
+    env = {"CT_MODELS": ",".join(TASKS), "CT_AUTH_TOKENS_FILE": str(tokens)}
+    with running_gateway(committed_stack.model_server, **env) as gateway:
+        args = ("--base-url", gateway.url, "--timeout", "30")
+        refused = run_smoke(*args)
+        assert refused.returncode == 1 and "HTTP 401" in refused.stderr, refused.stderr
+        result = run_smoke(*args, "--token", token)
+        assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
