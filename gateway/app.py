@@ -15,6 +15,7 @@ from gateway.errors import ApiError, register_error_handlers
 from gateway.service import Gateway
 
 EXTENSION = "ct_gateway"
+AUTH_EXTENSION = "ct_auth"  # the TokenFile, or None when auth is off
 INSTANCE_HEADER = "X-CT-Instance"
 
 
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.init_app(app)
     _register_metrics(app, settings)
     try:
-        auth.init_app(app, settings.auth_tokens_file)  # after the metrics: 401s are counted
+        # after the metrics: 401s are counted
+        app.extensions[AUTH_EXTENSION] = auth.init_app(app, settings.auth_tokens_file)
     except auth.TokenFileError as err:
         raise ConfigError(f"CT_AUTH_TOKENS_FILE: {err}") from None
     _register_routes(app, gateway)
@@ -56,9 +58,17 @@ def create_asgi_app(settings: Settings | None = None):
         series = path.endswith(":predict_series")
         return (settings.max_series_bytes if series else settings.max_request_bytes) + 1
 
-    return BufferedWsgi(
-        create_app(settings), settings.threads, settings.request_timeout_s, body_cap
-    )
+    flask_app = create_app(settings)
+    tokens = flask_app.extensions[AUTH_EXTENSION]
+
+    def admit(method: str, authorization: str):
+        """The 401 for a body the caller may not send (None: read it)."""
+        if auth.admits_body(tokens, method, authorization):
+            return None
+        error = auth.unauthorized()
+        return error.status, error.to_dict(), error.headers
+
+    return BufferedWsgi(flask_app, settings.threads, settings.request_timeout_s, body_cap, admit)
 
 
 def _register_routes(app: Flask, gateway: Gateway) -> None:

@@ -134,3 +134,16 @@ def init_app(app: Flask, tokens_file: str) -> TokenFile | None:
             raise unauthorized()
 
     return tokens
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def admits_body(tokens: TokenFile | None, method: str, authorization: str) -> bool:
+    """Whether a request may send its body: gateway/buffered.py asks before reading it, so a
+    caller without a valid token cannot make the gateway take in a whole upload first. Bodiless
+    methods pass here; require_token still checks every request in full."""
+    if tokens is None or method not in BODY_METHODS:
+        return True
+    match = _BEARER.match(authorization)
+    return match is not None and token_matches(match.group(1), tokens.digests())

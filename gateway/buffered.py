@@ -57,8 +57,12 @@ class BufferedWsgi:
         threads: int,
         body_timeout_s: float,
         max_body_bytes: Callable[[str], int],
+        admit: Callable[[str, str], tuple[int, dict, dict] | None] | None = None,
     ) -> None:
-        """`max_body_bytes(path)`: the most a request to `path` may send (413 above it)."""
+        """`max_body_bytes(path)`: the most a request to `path` may send (413 above it).
+        `admit(method, authorization)`: None to read the body, else (status, JSON body, headers)
+        to answer at once (e.g. 401 before an unauthenticated upload is taken in)."""
+        self.admit = admit
         self.wsgi_app = wsgi_app
         self.body_timeout_s = body_timeout_s
         self.max_body_bytes = max_body_bytes
@@ -73,6 +77,20 @@ class BufferedWsgi:
             return
         if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
             await _respond(send, 200, [(b"Content-Type", b"application/json")], b'{"status":"ok"}')
+            return
+        refusal = (
+            self.admit(scope["method"], _header(scope, b"authorization") or "")
+            if self.admit
+            else None
+        )
+        if refusal is not None:
+            status, body_json, extra = refusal
+            status, headers, payload = json_error(status, body_json["error"]["code"],
+                                                  body_json["error"]["message"])  # fmt: skip
+            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+            with contextlib.suppress(TimeoutError):  # let a client still sending read the answer
+                await asyncio.wait_for(_drain(receive, DRAIN_BYTES), DRAIN_SECONDS)
+            await _respond(*_error_args_raw(send, status, headers, payload))
             return
         cap = self.max_body_bytes(scope["path"])
         try:
@@ -157,7 +175,10 @@ async def _drain(receive: Callable, limit: int) -> None:
 
 
 def _error_args(send: _Send, status: int, code: str, message: str):
-    status, headers, body = json_error(status, code, message)
+    return _error_args_raw(send, *json_error(status, code, message))
+
+
+def _error_args_raw(send: _Send, status: int, headers: list, body: bytes):
     headers.append((b"Connection", b"close"))
     headers.append((logs.REQUEST_ID_HEADER.encode(), logs.new_request_id().encode()))
     return send, status, headers, body

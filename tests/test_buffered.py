@@ -108,3 +108,25 @@ def test_an_over_long_body_is_drained_before_the_413_so_the_client_reads_it():
     messages.append({"type": "http.request", "body": b"", "more_body": False})
     status, _, _ = answer(run(app(cap=100), scope(), messages))
     assert status == 413 and messages == []  # everything the client sent was read
+
+
+def test_a_refused_caller_gets_the_answer_before_its_body_is_taken_in():
+    def admit(method, authorization):
+        if authorization == "Bearer ok":
+            return None
+        return 401, {"error": {"code": "unauthorized", "message": "no"}}, {"WWW-Authenticate": "B"}
+
+    def never(environ, start_response):
+        raise AssertionError("the WSGI app must not run for a refused caller")
+
+    guarded = BufferedWsgi(never, threads=1, body_timeout_s=1, max_body_bytes=lambda p: 10**9,
+                           admit=admit)  # fmt: skip
+    chunk = {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+    messages = [dict(chunk) for _ in range(3)] + [{"type": "http.request", "body": b""}]
+    status, headers, body = answer(run(guarded, scope(), messages))
+    assert status == 401 and headers["WWW-Authenticate"] == "B"
+    assert body["error"]["code"] == "unauthorized"
+    allowed = BufferedWsgi(echo_app, threads=1, body_timeout_s=1, max_body_bytes=lambda p: 100,
+                           admit=admit)  # fmt: skip
+    ok = scope(headers=[(b"authorization", b"Bearer ok")])
+    assert answer(run(allowed, ok, [{"type": "http.request", "body": b"hi"}]))[0] == 201
