@@ -249,7 +249,8 @@ def test_gateway_probes_are_routes_of_the_app(objects):
     adapter = app_module.create_app(settings).url_map.bind("localhost")
     c = container(objects, "gateway")
     paths = {c[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # a TF Serving outage must not take every gateway pod out of its Service (see gateway.yaml)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for path in paths:
         endpoint, _ = adapter.match(path, method="GET")  # raises NotFound for a wrong path
