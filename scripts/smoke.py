@@ -18,6 +18,7 @@ fails it. --no-golden keeps only the shape checks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -35,6 +36,8 @@ from PIL import Image, ImageDraw
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 DEFAULT_DEPLOYMENTS = ("tf-serving", "gateway")
+DEFAULT_LOAD_TASK = "brain-stroke"
+DEFAULT_POLICY_TARGET = "tf-serving:8500"  # the model server's Service, from inside the namespace
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "model-server" / "models"
 GOLDEN_FILE = "smoke_golden.json"
 GOLDEN_TOLERANCE = 1e-4
@@ -339,6 +342,64 @@ def run_http_checks(
     predict_series_all(base, models, golden)
 
 
+PROBE_OK, PROBE_REFUSED = "REACHED", "REFUSED"
+
+
+def probe_command(target: str) -> str:
+    """Shell for the policy probe (curl image): one connection attempt with a 5 s deadline. curl
+    exits 7 (refused) or 28 (connect timeout: the policy drops the SYN) when it cannot connect;
+    any other code means it connected (gRPC's port answers HTTP/1 with an error)."""
+    return (
+        f"curl -s --connect-timeout 5 -m 10 -o /dev/null http://{target}/; rc=$?; "
+        f'if [ "$rc" = 7 ] || [ "$rc" = 28 ]; then echo {PROBE_REFUSED}; '
+        f'else echo "{PROBE_OK} (curl exit $rc)"; fi'
+    )
+
+
+def probe_verdict(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if last == PROBE_REFUSED or last.startswith(PROBE_OK) else "no verdict"
+
+
+def hpa_gaps(hpas: list[dict]) -> list[str]:
+    """Names of HPAs (autoscaling/v2 as dicts) whose status has no current metric value."""
+    gaps = []
+    for hpa in hpas:
+        current = (hpa.get("status") or {}).get("current_metrics") or []
+        values = [
+            ((m.get("resource") or {}).get("current") or {}) for m in current if m is not None
+        ]
+        if not any(
+            v.get("average_utilization") is not None or v.get("average_value") for v in values
+        ):
+            gaps.append(hpa["metadata"]["name"])
+    return gaps
+
+
+def generate_load(base: str, image: bytes, seconds: float, threads: int = 4) -> int:
+    """Predictions from `threads` clients for `seconds` (so the HPAs have CPU to report)."""
+    import threading
+
+    task = DEFAULT_LOAD_TASK
+    deadline, done = time.monotonic() + seconds, []
+
+    def loop() -> None:
+        while time.monotonic() < deadline:
+            data, content_type = multipart("image", "load.png", image, "image/png")
+            with contextlib.suppress(SmokeError):
+                request(f"{base}/v1/models/{task}:predict", data, content_type, timeout=30.0)
+                done.append(1)
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(f"ok   load: {len(done)} predictions in {seconds:.0f} s")
+    return len(done)
+
+
 class Kube:
     """Rollout checks and diagnostics through the kubernetes Python client."""
 
@@ -391,6 +452,57 @@ class Kube:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
         return {pod.metadata.name for pod in pods}
 
+    def hpas_without_metrics(self) -> list[str]:
+        """HPAs of the namespace that report no current metric yet (metrics-server not scraping)."""
+        from kubernetes import client
+
+        hpas = client.AutoscalingV2Api().list_namespaced_horizontal_pod_autoscaler(self.namespace)
+        return hpa_gaps([h.to_dict() for h in hpas.items])
+
+    def wait_hpa_metrics(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while gaps := self.hpas_without_metrics():
+            if time.monotonic() >= deadline:
+                raise SmokeError(f"HPAs report no metrics after {timeout:.0f} s: {gaps}")
+            time.sleep(5)
+        print("ok   every HPA reports current metrics")
+
+    def probe_refused(self, image: str, target: str, timeout: float) -> None:
+        """A pod without the gateway's labels must not reach the model server (NetworkPolicy)."""
+        from kubernetes import client
+
+        name = f"smoke-netpol-{uuid.uuid4().hex[:8]}"
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/name": "smoke"}),
+            spec=client.V1PodSpec(
+                restart_policy="Never",
+                containers=[
+                    client.V1Container(
+                        name="probe", image=image, command=["sh", "-c", probe_command(target)]
+                    )
+                ],
+            ),
+        )
+        self.core.create_namespaced_pod(self.namespace, pod)
+        try:
+            log = self._finished_log(name, timeout)
+        finally:
+            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+        verdict = probe_verdict(log)
+        if verdict != "REFUSED":
+            raise SmokeError(f"a pod without the gateway's labels got {verdict} to {target}: {log}")
+        print(f"ok   a pod without the gateway's labels is refused by {target} (NetworkPolicy)")
+
+    def _finished_log(self, name: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            phase = self.core.read_namespaced_pod(name, self.namespace).status.phase
+            if phase in ("Succeeded", "Failed"):
+                return self.core.read_namespaced_pod_log(name, self.namespace)
+            if time.monotonic() >= deadline:
+                raise SmokeError(f"policy probe pod {name} still {phase} after {timeout:.0f} s")
+            time.sleep(2)
+
     def dump(self) -> None:
         for pod in self.core.list_namespaced_pod(self.namespace).items:
             name = pod.metadata.name
@@ -441,6 +553,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-golden", action="store_true", help="shape checks only: no versions, no goldens"
     )
+    parser.add_argument(
+        "--load-seconds", type=float, default=30.0,
+        help="with --kube: predictions for this long, then every HPA must report metrics (0: skip)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy-probe-image", default="curlimages/curl:8.11.1",
+        help="with --kube: image of a pod without the gateway's labels that must NOT reach "
+        "the model server ('' to skip)",
+    )  # fmt: skip
+    parser.add_argument("--policy-probe-target", default=DEFAULT_POLICY_TARGET)
     args = parser.parse_args(argv)
     try:
         args.expect_version = {
@@ -463,6 +585,11 @@ def main(argv: list[str] | None = None) -> int:
             kube.wait_rollouts([d for d in args.deployments.split(",") if d], args.timeout)
             instances = kube.gateway_pods()
         run_http_checks(base, args.timeout, args, instances)
+        if kube and args.load_seconds > 0:
+            generate_load(base, smoke_inputs()[0], args.load_seconds)
+            kube.wait_hpa_metrics(args.timeout)
+        if kube and args.policy_probe_image:
+            kube.probe_refused(args.policy_probe_image, args.policy_probe_target, args.timeout)
     except SmokeError as err:
         print(f"FAIL {err}", file=sys.stderr)
         if kube:
