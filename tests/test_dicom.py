@@ -245,18 +245,23 @@ def test_every_lossless_encoding_gives_identical_pixels(name):
     "uid", [MPEG2MPML, HEVCMP51, UID("1.2.3.4.5.6.7")], ids=["mpeg2", "hevc", "made-up"]
 )
 def test_undecodable_transfer_syntax_is_named(uid):
+    with pytest.raises(UnsupportedTransferSyntaxError) as caught:
+        decode_slices(with_transfer_syntax(uid))
+    assert str(uid) in str(caught.value)
+    if uid.name != str(uid):
+        assert uid.name in str(caught.value)
+    assert isinstance(caught.value, ImageDecodeError)
+
+
+def with_transfer_syntax(uid: UID) -> bytes:
+    """MR_small's pixels encapsulated and labelled with `uid` (a syntax we may not decode)."""
     ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     ds.PixelData = encapsulate([ds.PixelData])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = uid
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    with pytest.raises(UnsupportedTransferSyntaxError) as caught:
-        decode_slices(buffer.getvalue())
-    assert str(uid) in str(caught.value)
-    if uid.name != str(uid):
-        assert uid.name in str(caught.value)
-    assert isinstance(caught.value, ImageDecodeError)
+    return buffer.getvalue()
 
 
 def without_padding(name: str) -> bytes:

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import threading
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from tests.fixtures.common import TINY_MODELS, fuzz_settings
 from tests.fixtures.gateway import FakeModel, FakeModelServer
-from tests.test_gateway_series import STROKE_INFO
+from tests.test_gateway_series import STROKE_INFO, zipped
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -81,23 +80,15 @@ VALID = [
 ]
 
 
-def _zip(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members:
-            archive.writestr(name, data)
-    return buf.getvalue()
-
-
 DICOM = [
     Path(get_testdata_file(name)).read_bytes()
     for name in ("CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm")
 ]
 ZIPS = [
-    _zip([(f"s ({k}).png", VALID[k % 3]) for k in range(4)]),
-    _zip([("a.dcm", DICOM[0]), ("b/c.dcm", DICOM[0])]),
-    _zip([("../x.png", VALID[0])]),
-    _zip([("in.zip", _zip([("a.png", VALID[0])]))]),
+    zipped([(f"s ({k}).png", VALID[k % 3]) for k in range(4)]),
+    zipped([("a.dcm", DICOM[0]), ("b/c.dcm", DICOM[0])]),
+    zipped([("../x.png", VALID[0])]),
+    zipped([("in.zip", zipped([("a.png", VALID[0])]))]),
 ]
 
 

@@ -10,17 +10,20 @@ import json
 import logging
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.data import get_testdata_file
-from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML
 
 from gateway import model_contract as mc
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body
-from tests.test_dicom import PHI, dicom_bytes, oblique_slice, read_testfile
+from tests.test_dicom import (
+    PHI,
+    dicom_bytes,
+    oblique_slice,
+    read_testfile,
+    with_transfer_syntax,
+)
 from tests.test_gateway_series import STROKE_INFO, brightness_score, files_form
 
 PREDICT = "/v1/models/brain-stroke:predict"
@@ -123,14 +126,9 @@ def test_frames_count_against_the_series_cap(client):
 
 
 def test_undecodable_transfer_syntax_is_415_naming_it(client):
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
-    ds.PixelData = encapsulate([ds.PixelData])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = MPEG2MPML
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
+    data = with_transfer_syntax(MPEG2MPML)
     for url in (PREDICT, SERIES):
-        response = client.post(url, **files_form([("mpeg.dcm", buffer.getvalue())]))
+        response = client.post(url, **files_form([("mpeg.dcm", data)]))
         assert response.status_code == 415, response.data
         assert str(MPEG2MPML) in json_body(response)["error"]["message"]
 
