@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway import model_contract as mc
 from gateway import scan_rule
@@ -51,7 +51,6 @@ class Description:
     validated: bool | None = None
     validated_reason: str | None = None
     intended_use: str | None = None
-    raw_keys: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
         window = None
@@ -95,7 +94,6 @@ def parse(text: str | bytes | None, labels: tuple[str, ...], binary: bool) -> De
         validated=_optional(body, mc.INFO_VALIDATED, bool),
         validated_reason=_optional(body, mc.INFO_VALIDATED_REASON, str),
         intended_use=_optional(body, mc.INFO_INTENDED_USE, str),
-        raw_keys=tuple(sorted(body)),
     )
 
 
