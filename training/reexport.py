@@ -19,7 +19,6 @@ import re
 import shlex
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -159,18 +158,9 @@ def tumour_validation(task: TaskSpec, y, probs, labels: list[str], version: int)
 
 def explain_latency(version_dir: Path, size: int, channels: int, runs: int = 50) -> dict:
     """The explain signature at batch 1 on this CPU (median and p95, ms)."""
-    import tensorflow as tf
+    from training.train import measure_latency
 
-    fn = tf.saved_model.load(str(version_dir)).signatures["explain"]
-    x = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, channels), np.uint8))
-    for _ in range(5):
-        fn(image=x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn(image=x)
-        times.append((time.perf_counter() - t) * 1000)
-    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
+    return measure_latency(version_dir, size, channels, runs, signature="explain")
 
 
 def write_report(old_report: Path, new_report: Path, old: int, new: int, note: str, metrics):

@@ -46,13 +46,14 @@ def leakage_groups(audit: AuditResult) -> list[int]:
     return [uf.find(i) for i in range(n)]
 
 
-def grouped_split(audit: AuditResult, val_fraction: float, seed: int) -> Split:
-    """Stratified by group label: each class gets about `val_fraction` of its images in val."""
+def _kept_groups(audit: AuditResult):
+    """(group of each record, members of each group, kept group ids by label, dropped record ids
+    by reason): groups whose duplicates disagree on the label are dropped, and exact copies
+    within a group."""
     group_of = leakage_groups(audit)
     members: dict[int, list[int]] = defaultdict(list)
     for i, g in enumerate(group_of):
         members[g].append(i)
-
     dropped = defaultdict(list)
     kept_groups: dict[str, list[int]] = defaultdict(list)
     for g, idx in members.items():
@@ -62,6 +63,12 @@ def grouped_split(audit: AuditResult, val_fraction: float, seed: int) -> Split:
             continue
         members[g] = _drop_exact_copies(audit, idx, dropped)
         kept_groups[labels.pop()].append(g)
+    return group_of, members, kept_groups, dropped
+
+
+def grouped_split(audit: AuditResult, val_fraction: float, seed: int) -> Split:
+    """Stratified by group label: each class gets about `val_fraction` of its images in val."""
+    group_of, members, kept_groups, dropped = _kept_groups(audit)
 
     rng = random.Random(seed)
     train, val = [], []
@@ -100,19 +107,7 @@ def grouped_kfold(audit: AuditResult, folds: int, seed: int) -> list[Split]:
     dropped as in `grouped_split`."""
     if folds < 2:
         raise ValueError("k-fold needs at least 2 folds")
-    group_of = leakage_groups(audit)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, g in enumerate(group_of):
-        members[g].append(i)
-    dropped = defaultdict(list)
-    kept_groups: dict[str, list[int]] = defaultdict(list)
-    for g, idx in members.items():
-        labels = {audit.records[i].label for i in idx}
-        if len(labels) > 1:
-            dropped["conflicting labels among duplicates"].extend(idx)
-            continue
-        members[g] = _drop_exact_copies(audit, idx, dropped)
-        kept_groups[labels.pop()].append(g)
+    group_of, members, kept_groups, dropped = _kept_groups(audit)
 
     rng = random.Random(seed)
     fold_members: list[list[int]] = [[] for _ in range(folds)]

@@ -259,11 +259,13 @@ def predict_logits(model, x: np.ndarray, flip_tta: bool) -> np.ndarray:
     return logits
 
 
-def measure_latency(version_dir: Path, size: int, channels: int, runs: int = 100) -> dict:
-    """Forward pass of the exported SavedModel at batch 1 on this CPU (median and p95, ms)."""
+def measure_latency(
+    version_dir: Path, size: int, channels: int, runs: int = 100, signature: str = "serving_default"
+) -> dict:
+    """A signature of the exported SavedModel at batch 1 on this CPU (median and p95, ms)."""
     import tensorflow as tf
 
-    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    fn = tf.saved_model.load(str(version_dir)).signatures[signature]
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, channels), np.uint8))
     for _ in range(10):
         fn(image=x)
