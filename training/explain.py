@@ -124,6 +124,11 @@ def uncrop(cam, boxes, grid):
     """A map over each image's crop box ([N, h, w], boxes normalised y1, x1, y2, x2) -> the
     same map over the whole frame ([N, *grid]), zero outside the box: the gateway draws the
     heatmap over the whole image it sent."""
+    # crop_and_resize extrapolates (zero outside the box) only along axes longer than 1 pixel:
+    # a 1x1 map would fill the whole frame, so small maps are enlarged to at least 2x2 first.
+    small = tf.shape(cam)[1:3]
+    if cam.shape[1] is not None and min(cam.shape[1], cam.shape[2]) < 2:
+        cam = tf.image.resize(cam[..., tf.newaxis], tf.maximum(small, 2), "bilinear")[..., 0]
     y1, x1, y2, x2 = (boxes[:, k] for k in range(4))
     height, width = y2 - y1, x2 - x1
     frame = tf.stack([-y1 / height, -x1 / width, (1 - y1) / height, (1 - x1) / width], axis=1)
