@@ -201,15 +201,30 @@ def _predict(base: str, canary: str | None = None) -> dict:
         return json.loads(response.read())
 
 
-def _until(check, timeout: float = 30.0):
+def _steady(check, hold_s: float, timeout: float = 30.0) -> None:
+    """Poll until `check` has passed without a break for `hold_s`.
+
+    Each gateway worker caches the labels for CT_METADATA_TTL_S, so one worker can answer from the
+    new labels while another still serves the old ones: one passing answer proves nothing about
+    the next. Holding the condition for longer than the TTL covers every worker's cache.
+    """
     deadline = time.monotonic() + timeout
+    passing_since = None
     while True:
         try:
-            return check()
+            check()
         except AssertionError:
+            passing_since = None
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+        else:
+            passing_since = passing_since or time.monotonic()
+            if time.monotonic() - passing_since >= hold_s:
+                return
+        time.sleep(0.05)  # poll interval, not synchronisation
+
+
+TTL_S = 0.3
 
 
 @pytest.mark.integration
@@ -220,7 +235,7 @@ def test_canary_share_header_and_drain_end_to_end(two_versions, tmp_path):
     config.write_text(_stack_config(two_versions, {}))
     server = start_model_server(config, poll_seconds=0.2)
     try:
-        env = {"CT_MODELS": TASK, "CT_CANARY_SHARE": "0.5", "CT_METADATA_TTL_S": "0.3"}
+        env = {"CT_MODELS": TASK, "CT_CANARY_SHARE": "0.5", "CT_METADATA_TTL_S": str(TTL_S)}
         with running_gateway(server.target, **env) as gateway:
             base = gateway.url
             # No labels: as before, the newest version answers and no route is named.
@@ -232,7 +247,7 @@ def test_canary_share_header_and_drain_end_to_end(two_versions, tmp_path):
             def labelled():
                 assert (_predict(base, "0")["version"], _predict(base, "1")["version"]) == (1, 2)
 
-            _until(labelled)
+            _steady(labelled, hold_s=3 * TTL_S)
             forced = _predict(base, "1")
             assert (forced["version"], forced["route"]) == (2, "canary")
             assert _predict(base, "0")["route"] == "stable"
@@ -257,7 +272,7 @@ def test_canary_share_header_and_drain_end_to_end(two_versions, tmp_path):
                 body = _predict(base, "1")
                 assert (body["version"], body["route"]) == (1, "stable")
 
-            _until(drained)
+            _steady(drained, hold_s=3 * TTL_S)
             assert {_predict(base)["version"] for _ in range(20)} == {1}
     finally:
         server.stop()
