@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt gateway/requirements.txt | sha256sum | cut -c1-12)
+REQUIREMENTS := pyproject.toml requirements-dev.in gateway/requirements.in training/requirements.in model-server/requirements.in
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
 TASK ?= brain-stroke
 DATA ?=
 ARGS ?=
@@ -22,10 +23,10 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): requirements-dev.txt gateway/requirements.txt
+$(STAMP): $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: venv
@@ -48,7 +49,7 @@ train: venv
 audit: venv
 	$(PY) -m training.audit --task $(TASK) $(if $(DATA),--data $(DATA))
 
-# Regenerate the gateway's TF-free protobuf module (tests/test_tfs_protos.py checks it is current).
+# Regenerate the gateway's TF-free protobuf module (tests/gateway/test_tfs_protos.py checks it is current).
 protos: venv
 	$(PY) -m grpc_tools.protoc -Igateway/protos --python_out=gateway --pyi_out=gateway gateway/protos/tfs_api.proto
 

@@ -53,10 +53,10 @@ import capacity  # noqa: E402
 import gateway_bench  # noqa: E402
 import series_bench  # noqa: E402
 
-from gateway import model_contract as mc  # noqa: E402
+from ct_contract import signatures as mc  # noqa: E402
+from ct_contract.preprocess import load_model_input  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.model_registry import ModelRegistry  # noqa: E402
-from gateway.preprocess import load_model_input  # noqa: E402
 from gateway.tfs_client import TfsClient  # noqa: E402
 from tests.fixtures import common  # noqa: E402
 from tests.fixtures.gateway import gateway_env, stalled_uploads, start_gateway  # noqa: E402
@@ -217,8 +217,8 @@ def model_server():
     started with run_local.py's own command: the stand-in unless tensorflow_model_server is on
     PATH, --enable_batching with batching.config either way."""
     import run_local
-    from ct_standin.config import load_models, render_config
 
+    from ct_standin.config import load_models, render_config
     from tests.fixtures.model_server import start_model_server
 
     grpc_port, rest_port = common.free_port(), common.free_port()

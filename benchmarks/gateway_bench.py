@@ -23,10 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "model-server")]
 
-from gateway import model_contract as mc  # noqa: E402
+from ct_contract import signatures as mc  # noqa: E402
+from ct_contract.preprocess import load_model_input  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.model_registry import ModelRegistry  # noqa: E402
-from gateway.preprocess import load_model_input  # noqa: E402
 from gateway.tfs_client import TfsClient  # noqa: E402
 from tests.fixtures import common  # noqa: E402
 from tests.fixtures.gateway import GatewayProcess, http_status, start_gateway  # noqa: E402

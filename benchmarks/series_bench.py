@@ -37,7 +37,6 @@ MODELS_CONFIG = REPO / "model-server" / "models.config"
 def committed_model_server():
     """The stand-in on models.config, with the image's /models pointing at the committed models."""
     from ct_standin.config import load_models, render_config
-
     from tests.fixtures.model_server import start_model_server
 
     with tempfile.TemporaryDirectory(prefix="series-bench-") as tmp:

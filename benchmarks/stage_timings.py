@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 from werkzeug.test import EnvironBuilder  # noqa: E402
 from werkzeug.wrappers import Request  # noqa: E402
 
-from gateway.preprocess import decode_single, to_model_input  # noqa: E402
+from ct_contract.preprocess import decode_single, to_model_input  # noqa: E402
 from gateway.tensors import make_tensor_proto  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "samples" / "brain-stroke_normal.jpg"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway.preprocess import DEFAULT_MAX_PIXELS
+from ct_contract.preprocess import DEFAULT_MAX_PIXELS
 
 DEFAULT_PORT = 9696
 # Read by prometheus_client when it is imported: must be set before that (see gunicorn.conf.py).

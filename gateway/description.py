@@ -1,4 +1,4 @@
-"""What a model says about itself beyond labels and threshold: its `info_json` (model_contract.py).
+"""What a model says beyond labels and threshold: its `info_json` (ct_contract.signatures).
 
 Parsed strictly, because the gateway acts on it (the CT window shapes the pixels, the scan rule
 decides a verdict): a malformed description makes the model unusable (502), never half-applied.
@@ -11,15 +11,15 @@ import json
 import math
 from dataclasses import dataclass
 
-from gateway import model_contract as mc
-from gateway import scan_rule
-from gateway.dicom import Window
+from ct_contract import scan_rule
+from ct_contract import signatures as mc
+from ct_contract.dicom import Window
 
 MAX_INFO_JSON_BYTES = 64 * 1024
 
 
 class DescriptionError(ValueError):
-    """info_json is not what gateway/model_contract.py describes."""
+    """info_json is not what ct_contract/signatures.py describes."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway import model_contract as mc
+from ct_contract import signatures as mc
 from gateway import tfs_api_pb2 as pb
 from gateway.description import Description, DescriptionError
 from gateway.description import parse as _parse_json
@@ -29,7 +29,7 @@ _MAX_VERSIONS_KEPT = 8  # per task, in the by-version cache
 
 
 class ModelContractError(BadGatewayError):
-    """The served model does not follow gateway/model_contract.py."""
+    """The served model does not follow ct_contract/signatures.py."""
 
     CODE = "model_contract"
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ct_contract.preprocess import DecodedSlice
 from gateway.errors import UnprocessableImageError
-from gateway.preprocess import DecodedSlice
 
 ORDER_POSITION = "image_position"
 ORDER_INSTANCE = "instance_number"

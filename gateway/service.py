@@ -6,8 +6,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ct_contract import signatures as mc
+from ct_contract.preprocess import (
+    DecodedSlice,
+    ImageDecodeError,
+    ImageTooLargeError,
+    MultiFrameError,
+    UnsupportedTransferSyntaxError,
+    decode_single,
+    decode_slices,
+    to_model_input,
+)
 from gateway import heatmap, metrics, series
-from gateway import model_contract as mc
 from gateway import tfs_api_pb2 as pb
 from gateway.archive import Member
 from gateway.canary import LabelResolver, Router
@@ -22,16 +32,6 @@ from gateway.errors import (
     UnsupportedMediaTypeError,
 )
 from gateway.model_registry import ModelContractError, ModelInfo, ModelRegistry
-from gateway.preprocess import (
-    DecodedSlice,
-    ImageDecodeError,
-    ImageTooLargeError,
-    MultiFrameError,
-    UnsupportedTransferSyntaxError,
-    decode_single,
-    decode_slices,
-    to_model_input,
-)
 from gateway.tensors import TensorError, make_ndarray
 from gateway.tfs_client import TfsClient
 

@@ -1,4 +1,4 @@
-# The web page's real-browser test (tests/test_browser.py): Debian's chromium driven by Playwright
+# The web page's real-browser test (tests/integration/test_browser.py): Debian's chromium driven by Playwright
 # (pinned in requirements-dev.txt; never `playwright install`, which downloads a browser).
 # Included by the top-level Makefile (`-include mk/browser.mk`), which defines PY and `venv`;
 # `browser-deps` needs neither, so CI runs it as `make -f mk/browser.mk browser-deps`.
@@ -20,9 +20,9 @@ browser-deps: ## install Debian's chromium with apt-get (quiet, non-interactive)
 	fi
 
 browser-test: venv ## the page's unit tests and its real-browser test (fails if chromium is absent)
-	CT_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/test_webpage.py tests/test_browser.py
+	CT_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/gateway/test_webpage.py tests/integration/test_browser.py
 
 screenshot: venv ## refresh $(SCREENSHOT_DIR)/web-page.png from the browser test (commit it)
 	CT_REQUIRE_BROWSER=1 CT_SCREENSHOT_DIR=$(SCREENSHOT_DIR) \
-		$(PY) -m pytest -q tests/test_browser.py -k series_upload
+		$(PY) -m pytest -q tests/integration/test_browser.py -k series_upload
 	@ls -l $(SCREENSHOT_DIR)/web-page.png

@@ -9,7 +9,7 @@ builds (or reuses) a virtualenv build/venv-tf-<version>/ holding `tensorflow-cpu
 its dependencies only, then runs the same probe under that TensorFlow and under this interpreter's
 (the one the models are exported with): every committed version directory
 model-server/models/<task>/<digits>/ is loaded with tf.saved_model.load and each contract
-signature (gateway/model_contract.py: serving_default, model_info, explain when present) is run on
+signature (ct_contract/signatures.py: serving_default, model_info, explain when present) is run on
 fixed inputs (seeded uint8 images of the signature's shape, batch 2; model_info a [1] int32
 batch). The outputs are compared: same versions, signatures and output keys, same dtypes and
 shapes, strings equal, integers equal, floats within the tolerances below. A table per model
@@ -47,7 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "model-server" / "Dockerfile"
 MODELS = REPO / "model-server" / "models"
-CONTRACT = REPO / "gateway" / "model_contract.py"
+CONTRACT = REPO / "ct_contract" / "signatures.py"
 BUILD = REPO / "build"
 VENV_PREFIX = "venv-tf-"
 SERVING_IMAGE = "tensorflow/serving"
@@ -330,7 +330,7 @@ def probe(version_dirs: list[Path], signatures: dict[str, int]) -> dict:
 
 
 def _contract_signatures() -> dict[str, int]:
-    """Contract signature name -> input batch size, read from gateway/model_contract.py (a module
+    """Contract signature name -> input batch size, read from ct_contract/signatures.py (a module
     of constants, loaded by path so nothing else of the gateway is imported)."""
     spec = importlib.util.spec_from_file_location("_ct_model_contract", CONTRACT)
     contract = importlib.util.module_from_spec(spec)

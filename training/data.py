@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.preprocess import load_model_input
+from ct_contract.preprocess import load_model_input
 from training.tasks import TaskSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
@@ -60,7 +60,7 @@ def _cache_key(records: list[Record], size: int, channels: int) -> str:
 
 
 def load_pixels(records: list[Record], size: int, channels: int, cache: bool = True) -> np.ndarray:
-    """uint8 [N, size, size, channels] through gateway.preprocess, as the gateway will see them."""
+    """uint8 [N, size, size, channels] via ct_contract.preprocess, as the gateway sees them."""
     cache_file = CACHE_DIR / f"pixels-{_cache_key(records, size, channels)}.npy"
     if cache and cache_file.exists():
         return np.load(cache_file)

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from gateway import scan_rule
+from ct_contract import scan_rule
 
 ECE_BINS = 15
 TARGET_SENSITIVITY = 0.95

@@ -1,4 +1,4 @@
-"""Grad-CAM inside the exported graph: the `explain` signature (gateway/model_contract.py).
+"""Grad-CAM inside the exported graph: the `explain` signature (ct_contract/signatures.py).
 
 Why Grad-CAM: the project's networks are small functional CNNs that end in GlobalAveragePooling2D
 and one Dense layer, which is exactly the shape Grad-CAM was made for. One forward pass and one

@@ -2,7 +2,7 @@
 
 Layout written: <models_root>/<task>/<version>/{saved_model.pb, variables/, assets.extra/
 tf_serving_warmup_requests, model_card.md, smoke_golden.json (training/golden.py)}. The signatures
-follow gateway/model_contract.py: serving_default, model_info (with info_json, built by
+follow ct_contract/signatures.py: serving_default, model_info (with info_json, built by
 `build_info` from training/tasks.py and the caller's validation figures) and explain (Grad-CAM,
 training/explain.py).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from gateway import model_contract as mc
+from ct_contract import signatures as mc
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 WARMUP_BATCH_SIZES = (1, 4)
@@ -34,7 +34,7 @@ def build_info(
     validation: dict | None,
     scan_rule: dict | None = None,
 ) -> dict:
-    """The info_json object (gateway/model_contract.py INFO_*): window, label groups, floor and
+    """The info_json object (ct_contract/signatures.py INFO_*): window, label groups, floor and
     intended use from training/tasks.py; `validation` ({"how": str, figures...}) is checked
     against the task's floor. A task unknown to tasks.py (tiny test exports) states nothing but
     the missing validation."""
@@ -111,7 +111,7 @@ def json_safe(value):
 def top_fraction_scan_rule(top_fraction: float, threshold: float) -> dict:
     """info_json scan_rule: the mean of the top `top_fraction` of a scan's slice probabilities
     of the positive class, positive at/above `threshold` (training.train.scan_level)."""
-    from gateway import scan_rule
+    from ct_contract import scan_rule
 
     return {
         "aggregation": scan_rule.TOP_FRACTION_MEAN,

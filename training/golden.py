@@ -4,7 +4,7 @@
     python -m training.golden --all                      # every version under the models root
 
 Runs the exported SavedModel with TensorFlow on the smoke's synthetic image and series, each
-preprocessed by the gateway's own functions (gateway/preprocess.py), and writes
+preprocessed by the gateway's own functions (ct_contract/preprocess.py), and writes
 <models root>/<task>/<version>/smoke_golden.json. TF Serving reads only saved_model.pb, variables/,
 assets/ and assets.extra/tf_serving_warmup_requests of a version folder; other files there (the
 model card, this) are ignored, as the TF Serving compatibility test (make tf-compat) shows.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway import model_contract as mc
-from gateway.preprocess import decode_single, to_model_input
+from ct_contract import signatures as mc
+from ct_contract.preprocess import decode_single, to_model_input
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "model-server" / "models"

@@ -124,7 +124,7 @@ def model_card(task, version_dir: Path, p, metrics: dict, command: str, report_d
         f"# Model card: {task.name}, version {version_dir.name}\n\n"
         f"- Labels (output order): {', '.join(p.labels)}\n"
         f"- Input: uint8 greyscale {p.x_val.shape[1]}x{p.x_val.shape[2]}x{p.x_val.shape[3]}, "
-        f"letterboxed by gateway.preprocess; normalisation in the graph\n"
+        f"letterboxed by ct_contract.preprocess; normalisation in the graph\n"
         f"- Data: {task.dataset_dir} (see the report's audit); split: "
         f"{'by scan, ' if task.grouped_by_scan else ''}duplicate clusters kept on one side, "
         f"stratified, seeded\n"

@@ -1,6 +1,6 @@
 """Train, calibrate, evaluate and export one task: `make train TASK=<task> [DATA=...]`.
 
-audit -> leakage-free split -> pixels via gateway.preprocess -> train (augmentation, class weights,
+audit -> leak-free split -> pixels (ct_contract.preprocess) -> train (augmentation, class weights,
 early stopping, fixed seeds) -> temperature scaling -> threshold (two-class tasks) -> report ->
 SavedModel export under model-server/models/<task>/<version>/ with model card.
 """

@@ -1,0 +1,1 @@
+"""Tests: the contract lane (make test-contract)."""

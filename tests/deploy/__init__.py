@@ -1,0 +1,1 @@
+"""Tests: the deploy lane (make test-deploy)."""

@@ -1,0 +1,1 @@
+"""Tests: the gateway lane (make test-gateway)."""

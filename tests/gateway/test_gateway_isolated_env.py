@@ -1,0 +1,240 @@
+"""The gateway runs from gateway/requirements.txt alone: a fresh virtualenv without TensorFlow.
+
+The virtualenv is built once per requirements file (build/gateway-venv-<hash>/) from a wheelhouse
+(build/gateway-wheels/, filled by `pip download`), so a second run needs no network and a changed
+pin downloads only what is new. Only the gateway/ folder is copied next to it, as in its Docker
+image, so the gateway cannot import anything else from the repository either.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from tests.fixtures.common import PYTHON, REPO, free_port
+from tests.fixtures.gateway import GatewayProcess, gateway_env, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REQUIREMENTS = REPO / "gateway" / "requirements.txt"
+BUILD = REPO / "build"
+WHEELHOUSE = BUILD / "gateway-wheels"
+VENV_PREFIX = "gateway-venv-"
+PIP_TIMEOUT_S = 900
+START_TIMEOUT_S = 120.0
+# Must not be importable from the gateway's environment (tensorflow-serving-api pulls TensorFlow).
+FORBIDDEN = ("tensorflow", "tensorflow_serving", "keras")
+# Variables that would let the venv's Python see another environment's packages.
+# One object per decoder the gateway's requirements pin (pydicom's own test files).
+DICOM_ENCODINGS = [
+    "MR_small.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "MR_small_jp2klossless.dcm",
+    "SC_rgb_jpeg_gdcm.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",
+]
+_LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
+
+
+def _clean_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    for name in _LEAKY_ENV:
+        env.pop(name, None)
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def _venv_key() -> str:
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes())
+    digest.update(f"{sys.implementation.cache_tag}-{sys.platform}".encode())
+    return digest.hexdigest()[:12]
+
+
+def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT_S,
+        env=_clean_env(),
+    )
+
+
+def _index_unreachable() -> str | None:
+    """Why the package index cannot be reached, or None when it answers at all."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/").rstrip("/") + "/pip/"
+    try:
+        with urllib.request.urlopen(index, timeout=15):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{index}: {exc}"
+
+
+def _install(python: Path) -> None:
+    """Install the requirements from the wheelhouse, downloading into it first when needed."""
+    offline = ["install", "--no-index", "--find-links", str(WHEELHOUSE), "-r", str(REQUIREMENTS)]
+    if _pip(python, *offline).returncode == 0:
+        return
+    download = _pip(python, "download", "--dest", str(WHEELHOUSE), "-r", str(REQUIREMENTS))
+    if download.returncode != 0:
+        unreachable = _index_unreachable()
+        if unreachable:
+            pytest.skip(f"PyPI is unreachable, cannot build the gateway venv ({unreachable})")
+        pytest.fail(f"pip download failed:\n{download.stdout}\n{download.stderr}", pytrace=False)
+    installed = _pip(python, *offline)
+    if installed.returncode != 0:
+        pytest.fail(f"pip install failed:\n{installed.stdout}\n{installed.stderr}", pytrace=False)
+
+
+def _build_venv(target: Path) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=BUILD))
+    try:
+        subprocess.run([PYTHON, "-m", "venv", str(staging)], check=True, env=_clean_env())
+        _install(staging / "bin" / "python")
+        staging.rename(target)  # python -m ... keeps working after a move; bin/ scripts would not
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for stale in BUILD.glob(f"{VENV_PREFIX}*"):
+        if stale != target:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def gateway_python() -> Path:
+    """The Python of a virtualenv holding gateway/requirements.txt and nothing else."""
+    BUILD.mkdir(exist_ok=True)
+    WHEELHOUSE.mkdir(exist_ok=True)
+    target = BUILD / f"{VENV_PREFIX}{_venv_key()}"
+    with open(BUILD / "gateway-venv.lock", "w") as lock:  # parallel test runs build it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_dir():
+            _build_venv(target)
+    return target / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def gateway_copy(tmp_path_factory) -> Path:
+    """A folder holding only gateway/ (what the Docker image copies), to run the gateway from."""
+    root = tmp_path_factory.mktemp("gateway-only")
+    shutil.copytree(
+        REPO / "gateway", root / "gateway", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    return root
+
+
+@contextlib.contextmanager
+def isolated_gateway(python: Path, cwd: Path, model_server: str):
+    port = free_port()
+    env = _clean_env(gateway_env(model_server, CT_PORT=str(port)))
+    log_fd, log_name = tempfile.mkstemp(prefix="gateway-isolated-", suffix=".log")
+    with os.fdopen(log_fd, "wb") as log_file:
+        process = subprocess.Popen(
+            [str(python), "-m", "gateway"],
+            cwd=cwd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    gateway = GatewayProcess(process, port, Path(log_name))
+    try:
+        wait_until(gateway, "/readyz", START_TIMEOUT_S)
+        yield gateway
+    finally:
+        gateway.stop()
+        Path(log_name).unlink(missing_ok=True)
+
+
+def _png(size: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((size, size)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _predict(base_url: str, task: str, image: bytes) -> dict:
+    body = json.dumps({"image_b64": base64.b64encode(image).decode()}).encode()
+    request = urllib.request.Request(
+        f"{base_url}/v1/models/{task}:predict",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def test_gateway_venv_has_no_tensorflow(gateway_python) -> None:
+    probe = (
+        "import importlib.util, json, sys; "
+        f"found = [m for m in {FORBIDDEN!r} if importlib.util.find_spec(m)]; "
+        "print(json.dumps([sys.prefix, found]))"
+    )
+    out = subprocess.run(
+        [str(gateway_python), "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=gateway_python.parents[1],
+        env=_clean_env(),
+    )
+    prefix, found = json.loads(out.stdout)
+    assert Path(prefix) == gateway_python.parents[1]
+    assert found == [], f"the gateway's environment can import {found}"
+
+
+def test_gateway_venv_decodes_every_dicom_encoding(gateway_python, gateway_copy) -> None:
+    """The pinned pydicom plugins are there: JPEG, JPEG-LS, JPEG 2000 and RLE objects decode."""
+    probe = (
+        "import json; from pydicom.data import get_testdata_file; "
+        "from ct_contract.preprocess import decode_slices; "
+        f"names = {DICOM_ENCODINGS!r}; "
+        "print(json.dumps([decode_slices(open(get_testdata_file(n), 'rb').read())[0].image.mode "
+        "for n in names]))"
+    )
+    out = subprocess.run(
+        [str(gateway_python), "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=gateway_copy,
+        env=_clean_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["L", "L", "L", "L", "RGB", "RGB"]
+
+
+def test_gateway_serves_from_its_own_requirements(
+    gateway_python, gateway_copy, model_server, gateway_server
+) -> None:
+    image = _png()
+    dicom = get_testdata_file("CT_small.dcm")
+    with open(dicom, "rb") as file:
+        ct = file.read()
+    with isolated_gateway(gateway_python, gateway_copy, model_server.target) as gateway:
+        isolated = _predict(gateway.url, "brain-stroke", image)
+        isolated_ct = _predict(gateway.url, "brain-stroke", ct)
+        log = gateway.log()
+    assert isolated["model"] == "brain-stroke"
+    assert set(isolated["probabilities"]) == {"Normal", "Stroke"}
+    assert "Traceback" not in log, log
+    # The same answers as the gateway running in the full development environment.
+    assert isolated == _predict(gateway_server, "brain-stroke", image)
+    assert isolated_ct == _predict(gateway_server, "brain-stroke", ct)

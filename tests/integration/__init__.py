@@ -1,0 +1,1 @@
+"""Tests: the integration lane (make test-integration)."""

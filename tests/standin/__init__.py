@@ -1,0 +1,1 @@
+"""Tests: the standin lane (make test-standin)."""

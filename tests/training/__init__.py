@@ -1,0 +1,1 @@
+"""Tests: the training lane (make test-training)."""

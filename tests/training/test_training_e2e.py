@@ -1,0 +1,129 @@
+"""Tiny end-to-end: Kaggle-layout spine folder -> audit -> split -> train -> export -> served by
+the model server -> predicted through the real gRPC API. One epoch on a few synthetic images."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from ct_contract import signatures as mc
+from ct_contract.preprocess import load_model_input
+from tests.fixtures.common import PYTHON, REPO, write_models_config
+from tests.fixtures.model_server import start_model_server
+from training.tasks import get_task
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _kaggle_spine_folder(root, per_class: int = 6):
+    """The Kaggle 'Spine Fracture Prediction from C.T.' layout: split/class/image, RGB."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label, shift in (("fracture", 60), ("normal", 0)):
+            folder = root / "cervical fracture" / split / label
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                base = rng.integers(0, 120, (12, 12, 3), dtype=np.uint8) + shift
+                Image.fromarray(base).resize((224, 224)).save(folder / f"{label}_{k}.png")
+    return root
+
+
+def tiny_spine_training(data, size: str, models, reports, checkpoints, *extra: str) -> list[str]:
+    """The command line of a one-epoch spine-fracture run writing only below the given folders."""
+    return [
+        PYTHON,
+        "-m",
+        "training.train",
+        "--task",
+        "spine-fracture",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--size",
+        size,
+        "--batch-size",
+        "4",
+        "--models-root",
+        str(models),
+        "--reports-root",
+        str(reports),
+        "--checkpoints-dir",
+        str(checkpoints),
+        *extra,
+    ]
+
+
+def test_train_export_serve_predict(tmp_path):
+    data = _kaggle_spine_folder(tmp_path / "data")
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    cmd = tiny_spine_training(data, "32", models, reports, tmp_path / "checkpoints")
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    version_dir = models / "spine-fracture" / "1"
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+    card = (version_dir / "model_card.md").read_text()
+    assert "fracture, normal" in card and "Training command" in card
+    report_dir = reports / "spine-fracture" / "v1"
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["threshold"] <= 1.0 and metrics["positive_index"] == 0
+    assert metrics["latency_batch1"]["median_ms"] > 0
+    for plot in ("confusion_matrix.png", "roc.png", "reliability.png", "training_curves.png"):
+        assert (report_dir / plot).stat().st_size > 1000
+    split = json.loads((report_dir / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"])
+
+    server = start_model_server(
+        write_models_config(tmp_path / "m.config", models, ["spine-fracture"])
+    )
+    try:
+        _predict_and_check(server.target, data, metrics["threshold"])
+    finally:
+        server.stop()
+
+
+def _predict_and_check(target: str, data, threshold: float) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    image = next((data / "cervical fracture" / "val" / "fracture").glob("*.png"))
+    pixels = load_model_input(image.read_bytes(), 32, 1)[np.newaxis]
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "spine-fracture"
+        req.inputs[mc.INPUT_KEY].CopyFrom(tf.make_tensor_proto(pixels))
+        probs = tf.make_ndarray(stub.Predict(req, timeout=30).outputs[mc.PROBABILITIES_KEY])
+        assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-4
+
+        info = predict_pb2.PredictRequest()
+        info.model_spec.name = "spine-fracture"
+        info.model_spec.signature_name = mc.INFO_SIGNATURE
+        info.inputs[mc.INFO_INPUT_KEY].CopyFrom(tf.make_tensor_proto(np.zeros(1, np.int32)))
+        out = stub.Predict(info, timeout=30).outputs
+        assert [s.decode() for s in tf.make_ndarray(out[mc.LABELS_KEY])[0]] == [
+            "fracture",
+            "normal",
+        ]
+        assert tf.make_ndarray(out[mc.THRESHOLD_KEY])[0] == pytest.approx(threshold)
+        assert tf.make_ndarray(out[mc.POSITIVE_INDEX_KEY])[0] == 0
+        described = json.loads(tf.make_ndarray(out[mc.INFO_JSON_KEY])[0])
+        assert described[mc.INFO_WINDOW] == get_task("spine-fracture").window
+        assert (
+            described[mc.INFO_VALIDATION]["auc"] >= 0
+            and "seed 1337" in (described[mc.INFO_VALIDATION]["how"])
+        )
+
+        req.model_spec.signature_name = mc.EXPLAIN_SIGNATURE
+        out = stub.Predict(req, timeout=30).outputs
+        np.testing.assert_allclose(tf.make_ndarray(out[mc.PROBABILITIES_KEY]), probs, atol=1e-6)
+        heat = tf.make_ndarray(out[mc.HEATMAP_KEY])
+        assert heat.shape[0] == 1 and heat.ndim == 3 and 0 <= heat.min() <= heat.max() <= 1
+        assert tf.make_ndarray(out[mc.HEATMAP_CLASS_KEY]).tolist() == [0]  # the positive class
