@@ -1,90 +1,9 @@
 """Start the local model server with the committed models: `python model-server/run_local.py`.
 
-Renders models.config with absolute base_paths (the image keeps models at /models; here they live
-in model-server/models), then execs the real `tensorflow_model_server` when it is on PATH, else the
-TensorFlow stand-in `python -m ct_standin`, with the same tensorflow_model_server flags.
+A thin wrapper: the launcher is ct_local.run_local (installed with `make venv`).
 """
 
-from __future__ import annotations
-
-import argparse
-import os
-import shutil
-import sys
-import tempfile
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from ct_standin.config import ConfigError, render_config  # noqa: E402
-from ct_standin.ports import GRPC_PORT, REST_PORT  # noqa: E402
-
-BINARY = "tensorflow_model_server"
-IMAGE_MODELS_ROOT = "/models"  # where the container image keeps the models
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=HERE / "models.config")
-    parser.add_argument(
-        "--models-root",
-        type=Path,
-        default=HERE / "models",
-        help=f"local folder standing for the image's {IMAGE_MODELS_ROOT}",
-    )
-    parser.add_argument("--grpc-port", type=int, default=GRPC_PORT)
-    parser.add_argument("--rest-port", type=int, default=REST_PORT)
-    parser.add_argument(
-        "--poll-seconds", type=int, default=1, help="seconds between scans for new model versions"
-    )
-    parser.add_argument("--batching-config", type=Path, default=HERE / "batching.config")
-    parser.add_argument("--monitoring-config", type=Path, default=HERE / "monitoring.config")
-    parser.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
-    return parser.parse_args(argv)
-
-
-def write_local_config(config: Path, models_root: Path) -> Path:
-    """The config with local absolute base_paths, in a temp file named after this process
-    (which becomes the server's: exec keeps the pid)."""
-    text = render_config(config, {IMAGE_MODELS_ROOT: models_root})
-    path = Path(tempfile.gettempdir()) / f"ct-triage-models-{os.getpid()}.config"
-    path.write_text(text)
-    return path
-
-
-def build_command(args: argparse.Namespace, config_file: Path) -> list[str]:
-    flags = [
-        f"--port={args.grpc_port}",
-        f"--rest_api_port={args.rest_port}",
-        f"--model_config_file={config_file}",
-        f"--file_system_poll_wait_seconds={args.poll_seconds}",
-    ]
-    # Both servers batch as batching.config says (the stand-in implements TF Serving's semantics).
-    if args.batching_config.is_file():
-        flags += ["--enable_batching", f"--batching_parameters_file={args.batching_config}"]
-    binary = shutil.which(BINARY)
-    if binary is None:
-        return [sys.executable, "-m", "ct_standin", *flags]
-    if args.monitoring_config.is_file():
-        flags.append(f"--monitoring_config_file={args.monitoring_config}")
-    return [binary, *flags]
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        config_file = write_local_config(args.config, args.models_root)
-    except ConfigError as err:
-        sys.exit(f"run_local: {err}")
-    command = build_command(args, config_file)
-    print(" ".join(command), flush=True)
-    if args.dry_run:
-        return
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    os.execvpe(command[0], command, env)
-
+from ct_local.run_local import main
 
 if __name__ == "__main__":
     main()
