@@ -31,7 +31,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from ct_contract.preprocess import (
+from ct_contract.slices import (
     ALLOWED_FORMATS,
     DecodedSlice,
     ImageDecodeError,
