@@ -74,6 +74,43 @@ class GatewayTimeoutError(_Preset):
     STATUS, CODE = 504, "timeout"
 
 
+class UnauthorizedError(_Preset):
+    STATUS, CODE = 401, "unauthorized"
+
+
+class InternalError(_Preset):
+    STATUS, CODE = 500, "internal"
+
+
+# URL intake (gateway/fetch): the client sent us the URL, so upstream failures are the client's.
+class UrlInvalidError(_Preset):
+    STATUS, CODE = 400, "url_invalid"
+
+
+class UrlForbiddenError(_Preset):
+    STATUS, CODE = 400, "url_forbidden"
+
+
+class UrlTooLargeError(_Preset):
+    STATUS, CODE = 413, "url_too_large"
+
+
+class UrlUnreachableError(_Preset):
+    STATUS, CODE = 422, "url_unreachable"
+
+
+class UrlBadStatusError(_Preset):
+    STATUS, CODE = 422, "url_bad_status"
+
+
+class UrlTooManyRedirectsError(_Preset):
+    STATUS, CODE = 422, "url_too_many_redirects"
+
+
+class UrlTimeoutError(_Preset):
+    STATUS, CODE = 504, "url_timeout"
+
+
 # Codes for Flask/werkzeug's own errors (routing, method, body size): the same as our own.
 _HTTP_CODES = {
     cls.STATUS: cls.CODE
@@ -100,7 +137,7 @@ def _from_http_exception(exc: HTTPException) -> Response:
 
 def _from_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error: %s", type(exc).__name__)
-    return error_response(ApiError(500, "internal", "internal error; see the gateway log"))
+    return error_response(InternalError("internal error; see the gateway log"))
 
 
 def register_error_handlers(app: Flask) -> None:

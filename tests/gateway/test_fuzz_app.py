@@ -185,7 +185,7 @@ def client(fake_server, image_host):
         return hosts[host]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fetch, "resolve_host", resolve)
+        patch.setattr(fetch.policy, "resolve_host", resolve)
         app = create_app(app_settings)
         yield app.test_client()
         app.extensions[EXTENSION].client.close()

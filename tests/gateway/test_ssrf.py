@@ -181,7 +181,7 @@ def public_stand_in(monkeypatch) -> None:
     def allowed(ip, allow_private: bool) -> bool:
         return ip == ipaddress.ip_address(PUBLIC_STAND_IN) or real(ip, allow_private)
 
-    monkeypatch.setattr(fetch, "address_allowed", allowed)
+    monkeypatch.setattr(fetch.policy, "address_allowed", allowed)
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def fake_dns(monkeypatch) -> dict[str, list[str]]:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return list(table[host])
 
-    monkeypatch.setattr(fetch, "resolve_host", resolve)
+    monkeypatch.setattr(fetch.policy, "resolve_host", resolve)
     return table
 
 
@@ -749,7 +749,9 @@ def test_total_deadline_is_respected(name, route, serve) -> None:
 
 
 def test_slow_dns_is_cut_at_the_deadline(monkeypatch) -> None:
-    monkeypatch.setattr(fetch, "resolve_host", lambda host, port: time.sleep(3) or ["1.1.1.1"])
+    monkeypatch.setattr(
+        fetch.policy, "resolve_host", lambda host, port: time.sleep(3) or ["1.1.1.1"]
+    )
     started = time.monotonic()
     error = refused("http://slow-dns.example.com/a.png", make_settings(url_timeout_s=0.5))
     assert error.code == "url_timeout" and time.monotonic() - started < 1.2
@@ -880,7 +882,7 @@ def test_https_uses_sni_and_verifies_the_certificate(test_ca, serve, fake_dns, m
     def trusting() -> ssl.SSLContext:
         return ssl.create_default_context(cafile=test_ca["ca.pem"])
 
-    monkeypatch.setattr(fetch, "tls_context", trusting)
+    monkeypatch.setattr(fetch.transport, "tls_context", trusting)
     assert fetch.fetch_image(f"https://images.test:{port}/a.png", allow) == PNG
     assert names[-1] == "images.test"
     assert server.seen[-1]["host"] == f"images.test:{port}"
