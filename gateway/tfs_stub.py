@@ -46,6 +46,8 @@ class ModelServiceStub:
         )
 
 
+# TEMPORARY duplicate of tests/fixtures/tfs_handlers.py (their home: test-only server side) until
+# tests/fixtures/gateway.py imports them from there; then delete from here to the end of the file.
 Handler = Callable[[object, grpc.ServicerContext], object]
 
 
