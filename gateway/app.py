@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import auth, canary, intake, logs, metrics, webpage
+from gateway import auth, canary, intake, logs, metrics, observe, webpage
 from gateway.config import ConfigError, Settings
-from gateway.errors import ApiError, register_error_handlers
+from gateway.errors import ServiceUnavailableError, register_error_handlers
 from gateway.service import Gateway
 
 EXTENSION = "ct_gateway"
@@ -35,10 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     gateway = Gateway(settings)
     app.extensions[EXTENSION] = gateway
     register_error_handlers(app)
-    logs.init_app(app)
-    _register_metrics(app, settings)
+    observe.init_app(app, settings)
     try:
-        # after the metrics: 401s are counted
+        # after the observability hook: 401s are logged and counted
         app.extensions[AUTH_EXTENSION] = auth.init_app(app, settings.auth_tokens_file)
     except auth.TokenFileError as err:
         raise ConfigError(f"CT_AUTH_TOKENS_FILE: {err}") from None
@@ -122,7 +120,7 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
         if ready:
             return jsonify({"status": "ready", "models": models}), 200, identity
         missing = "; ".join(f"{t}: {s['reason']}" for t, s in models.items() if not s["ready"])
-        error = ApiError(503, "not_ready", f"not ready: {missing}")
+        error = ServiceUnavailableError(f"not ready: {missing}", "not_ready")
         return jsonify({**error.to_dict(), "models": models}), 503, identity
 
     @app.get("/metrics")
@@ -149,29 +147,3 @@ def seed_answer(body: dict, positive_label: str | None) -> dict:
     if "positive" in body and key and key not in body:
         return {**body, key: body["positive"]}
     return body
-
-
-def _register_metrics(app: Flask, settings: Settings) -> None:
-    @app.before_request
-    def start_timer() -> None:
-        g.ct_started = time.perf_counter()
-        metrics.IN_FLIGHT.inc()
-
-    @app.after_request
-    def record(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        task = (request.view_args or {}).get("task", "")
-        if route == "/predict":
-            task = settings.default_task
-        elif task and task not in settings.models:
-            task = "unknown"  # bound the label set
-        status = str(response.status_code)
-        metrics.REQUESTS.labels(route, task, status).inc()
-        elapsed = time.perf_counter() - g.get("ct_started", time.perf_counter())
-        metrics.REQUEST_LATENCY.labels(route, task, status).observe(elapsed)
-        return response
-
-    @app.teardown_request
-    def stop_timer(_exc: BaseException | None) -> None:
-        if "ct_started" in g:
-            metrics.IN_FLIGHT.dec()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flask import Flask, request
 
-from gateway.errors import ApiError
+from gateway.errors import UnauthorizedError
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,8 @@ class TokenFile:
             self._digests, self._stamp = digests, stamp
 
 
-def unauthorized() -> ApiError:
-    return ApiError(
-        401,
-        "unauthorized",
+def unauthorized() -> UnauthorizedError:
+    return UnauthorizedError(
         "a valid bearer token is required (Authorization: Bearer <token>)",
         headers={"WWW-Authenticate": CHALLENGE},
     )

@@ -1,8 +1,8 @@
 """Structured logging: one JSON object per line, request ids, URL redaction.
 
-Wiring (gateway/app.py): call `configure(settings.log_level)` once and `init_app(app)` on the Flask
-app; every log line written while a request is handled then carries its request id, and each
-request ends with one access line (method, path, status, latency_ms, task).
+Wiring (gateway/app.py): call `configure(settings.log_level)` once; gateway/observe.py binds each
+request's id, so every log line written while a request is handled carries it, and writes the one
+access line each request ends with (method, path, status, latency_ms, task).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -106,40 +105,6 @@ def configure(level: str | int = "INFO", stream: IO[str] | None = None) -> None:
     logger.propagate = False
 
 
-def init_app(app: Any) -> None:
-    """Flask hooks: request id in and out (X-Request-ID), and one access log line per request."""
-    from flask import g, request
-
-    access = logging.getLogger("gateway.access")
-
-    @app.before_request
-    def _start() -> None:
-        g.request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
-        g.log_token = bind_request_id(g.request_id)
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def _finish(response: Any) -> Any:
-        request_id = g.get("request_id") or new_request_id()
-        response.headers[REQUEST_ID_HEADER] = request_id
-        started = g.get("started")
-        latency = round((time.perf_counter() - started) * 1000, 2) if started else None
-        task = (request.view_args or {}).get("task")
-        access.info(
-            "request",
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "latency_ms": latency,
-                "task": task,
-            },
-        )
-        return response
-
-    @app.teardown_request
-    def _unbind(_exc: BaseException | None) -> None:
-        token = g.pop("log_token", None)
-        if token is not None:
-            _request_id.reset(token)
+def unbind_request_id(token: contextvars.Token) -> None:
+    """Undo bind_request_id (the end of a request)."""
+    _request_id.reset(token)

@@ -1,4 +1,4 @@
-"""gateway.logs: JSON lines, request ids, URL redaction, and the Flask hooks."""
+"""gateway.logs: JSON lines, request ids, URL redaction; gateway.observe's access line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import re
 import pytest
 from flask import Flask
 
-from gateway import logs
+from gateway import logs, observe
+from gateway.config import Settings
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_redact_url_shortens_long_paths() -> None:
 
 def test_flask_hooks_set_and_log_the_request_id(captured) -> None:
     app = Flask("t")
-    logs.init_app(app)
+    observe.init_app(app, Settings(models=("brain-stroke",), default_task="brain-stroke"))
 
     @app.get("/v1/models/<task>")
     def show(task: str):
