@@ -1,42 +1,31 @@
-"""Golden answers for the smoke: a version's probabilities on exactly scripts/smoke.py's inputs.
+"""Golden answers for the smoke: a version's probabilities on exactly the smoke test's inputs.
 
     python -m training.golden --task brain-stroke --version 3
     python -m training.golden --all                      # every version under the models root
 
-Runs the exported SavedModel with TensorFlow on the smoke's synthetic image and series, each
-preprocessed by the gateway's own functions (ct_contract/preprocess.py), and writes
-<models root>/<task>/<version>/smoke_golden.json. TF Serving reads only saved_model.pb, variables/,
-assets/ and assets.extra/tf_serving_warmup_requests of a version folder; other files there (the
-model card, this) are ignored, as the TF Serving compatibility test (make tf-compat) shows.
-scripts/smoke.py then fails when the gateway answers with another version or other probabilities.
+Runs the exported SavedModel with TensorFlow on the smoke's synthetic image and series
+(ct_local/smoke/inputs.py), each preprocessed by the gateway's own functions
+(ct_contract/preprocess.py), and writes <models root>/<task>/<version>/smoke_golden.json. TF
+Serving reads only saved_model.pb, variables/, assets/ and assets.extra/tf_serving_warmup_requests
+of a version folder; other files there (the model card, this) are ignored, as the TF Serving
+compatibility test (make tf-compat) shows.
+The smoke (scripts/smoke.py, ct_local/smoke/) then fails when the gateway answers with another
+version or other probabilities.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ct_contract import signatures as mc
 from ct_contract.preprocess import decode_single, to_model_input
-
-REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO / "model-server" / "models"
-SMOKE = REPO / "scripts" / "smoke.py"
-
-
-def smoke_module():
-    """scripts/smoke.py as a module (scripts/ is not a package): its inputs are the truth."""
-    if "ct_smoke" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ct_smoke", SMOKE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ct_smoke"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ct_smoke"]
+from ct_local.paths import MODELS_ROOT as MODELS
+from ct_local.smoke.golden import GOLDEN_FILE
+from ct_local.smoke.inputs import smoke_inputs
 
 
 def golden(version_dir: Path, task: str, version: int) -> dict:
@@ -57,7 +46,7 @@ def golden(version_dir: Path, task: str, version: int) -> dict:
         probs = out[mc.PROBABILITIES_KEY].numpy()[0]
         return {label: float(p) for label, p in zip(labels, probs, strict=True)}
 
-    image, files = smoke_module().smoke_inputs()
+    image, files = smoke_inputs()
     return {
         "task": task,
         "version": version,
@@ -70,8 +59,8 @@ def golden(version_dir: Path, task: str, version: int) -> dict:
 def write_golden(models_root: Path, task: str, version: int) -> Path:
     version_dir = Path(models_root) / task / str(version)
     if not (version_dir / "saved_model.pb").is_file():
-        raise SystemExit(f"{version_dir} holds no SavedModel")
-    path = version_dir / smoke_module().GOLDEN_FILE
+        raise FileNotFoundError(f"{version_dir} holds no SavedModel")
+    path = version_dir / GOLDEN_FILE
     path.write_text(json.dumps(golden(version_dir, task, version), indent=2) + "\n")
     return path
 
@@ -96,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         parser.error("give --task and --version, or --all")
     for task, version in targets:
-        print(write_golden(args.models_root, task, version))
+        try:
+            print(write_golden(args.models_root, task, version))
+        except FileNotFoundError as err:
+            raise SystemExit(str(err)) from None
 
 
 if __name__ == "__main__":

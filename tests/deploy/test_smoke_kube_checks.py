@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from scripts.smoke import PROBE_REFUSED, hpa_gaps, probe_command, probe_verdict
+from ct_local.smoke.kube import PROBE_REFUSED, hpa_gaps, probe_command, probe_verdict
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 
 import pytest
 
+from ct_local.paths import MODELS_CONFIG, MODELS_ROOT
+from ct_local.smoke.checks import INSTANCE_HEADER, check_health
+from ct_local.smoke.client import request
+from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.golden import GOLDEN_FILE, Golden, load_golden, newest_versions
+from ct_local.smoke.inputs import smoke_inputs
+from ct_standin.config import render_config
 from tests.fixtures.common import REPO, free_port
 from tests.fixtures.gateway import running_gateway
-from tests.integration.test_smoke_local import load_smoke, run_smoke
+from tests.fixtures.model_server import start_model_server
+from tests.fixtures.smoke import run_smoke
 
-MODELS = REPO / "model-server" / "models"
+MODELS = MODELS_ROOT
 
 
 class GatewayURL(str):
@@ -32,12 +39,8 @@ TASKS = sorted(p.name for p in MODELS.iterdir() if p.is_dir())
 @pytest.fixture(scope="module")
 def committed_stack(tmp_path_factory):
     """The stand-in serving model-server/models.config (the committed models) and a gateway."""
-    sys.path.insert(0, str(REPO / "model-server"))
-    from ct_standin.config import render_config
-    from tests.fixtures.model_server import start_model_server
-
     config = tmp_path_factory.mktemp("committed") / "models.config"
-    config.write_text(render_config(REPO / "model-server" / "models.config", {"/models": MODELS}))
+    config.write_text(render_config(MODELS_CONFIG, {"/models": MODELS}))
     try:
         server = start_model_server(config, free_port(), free_port())
     except RuntimeError as err:
@@ -56,11 +59,10 @@ def committed_stack(tmp_path_factory):
 
 
 def test_every_served_version_has_a_golden():
-    smoke = load_smoke()
-    for task, version in smoke.newest_versions(MODELS).items():
-        golden = json.loads((MODELS / task / str(version) / smoke.GOLDEN_FILE).read_text())
+    for task, version in newest_versions(MODELS).items():
+        golden = json.loads((MODELS / task / str(version) / GOLDEN_FILE).read_text())
         assert (golden["task"], golden["version"]) == (task, version)
-        image, files = smoke.smoke_inputs()
+        image, files = smoke_inputs()
         assert set(golden["series"]) == {name for name, _ in files}
 
 
@@ -69,7 +71,7 @@ def test_smoke_passes_with_the_committed_models_and_goldens(committed_stack):
     result = run_smoke("--base-url", committed_stack, "--timeout", "60")
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "golden answers within 0.0001" in result.stdout
-    newest = load_smoke().newest_versions(MODELS)
+    newest = newest_versions(MODELS)
     for task in TASKS:
         assert f"ok   {task}: v{newest[task]} " in result.stdout
 
@@ -85,15 +87,14 @@ def test_a_wrong_expected_version_fails_the_smoke(committed_stack):
 
 @pytest.mark.integration
 def test_a_tampered_golden_fails_the_smoke(committed_stack, tmp_path):
-    smoke = load_smoke()
     expect = []
-    for task, version in smoke.newest_versions(MODELS).items():
-        golden = json.loads((MODELS / task / str(version) / smoke.GOLDEN_FILE).read_text())
+    for task, version in newest_versions(MODELS).items():
+        golden = json.loads((MODELS / task / str(version) / GOLDEN_FILE).read_text())
         if task == "brain-stroke":
             first = next(iter(golden["predict"]))
             golden["predict"][first] += 5e-4  # a small drift: beyond the 1e-4 tolerance
         (tmp_path / task / str(version)).mkdir(parents=True)
-        (tmp_path / task / str(version) / smoke.GOLDEN_FILE).write_text(json.dumps(golden))
+        (tmp_path / task / str(version) / GOLDEN_FILE).write_text(json.dumps(golden))
         expect += ["--expect-version", f"{task}={version}"]
     args = ("--base-url", committed_stack, "--timeout", "30", "--models-dir", str(tmp_path))
     result = run_smoke(*args, *expect)
@@ -103,30 +104,28 @@ def test_a_tampered_golden_fails_the_smoke(committed_stack, tmp_path):
 
 
 def test_golden_tolerance_and_missing_answers():
-    smoke = load_smoke()
-    golden = smoke.Golden(
+    golden = Golden(
         {"t": 2}, {"t": {"predict": {"a": 0.25, "b": 0.75}, "series": {}}}, tolerance=1e-4
     )
     golden.check_version("t", 2)
     golden.check_probabilities("t", "predict", {"a": 0.25005, "b": 0.74995})
-    with pytest.raises(smoke.SmokeError, match="expected 2"):
+    with pytest.raises(SmokeError, match="expected 2"):
         golden.check_version("t", 3)
-    with pytest.raises(smoke.SmokeError, match="differ from the golden"):
+    with pytest.raises(SmokeError, match="differ from the golden"):
         golden.check_probabilities("t", "predict", {"a": 0.2502, "b": 0.7498})
-    with pytest.raises(smoke.SmokeError, match="no answer for"):
+    with pytest.raises(SmokeError, match="no answer for"):
         golden.check_probabilities("t", "slice (1).png", {"a": 0.5, "b": 0.5})
-    with pytest.raises(smoke.SmokeError, match="no readable golden"):
-        smoke.load_golden(REPO / "nowhere", {"t": 1}, ["t"], 1e-4)
+    with pytest.raises(SmokeError, match="no readable golden"):
+        load_golden(REPO / "nowhere", {"t": 1}, ["t"], 1e-4)
 
 
 @pytest.mark.integration
 def test_the_smoke_checks_which_gateway_answers(committed_stack):
-    smoke = load_smoke()
-    reply = smoke.request(f"{committed_stack}/readyz")
-    instance = reply.headers[smoke.INSTANCE_HEADER.lower()]
-    smoke.check_health(committed_stack, 10, {instance, "gateway-abc"})  # one of the pods
-    with pytest.raises(smoke.SmokeError, match="not one of the namespace's gateway pods"):
-        smoke.check_health(committed_stack, 10, {"gateway-7d9f-xyz"})
+    reply = request(f"{committed_stack}/readyz")
+    instance = reply.headers[INSTANCE_HEADER.lower()]
+    check_health(committed_stack, 10, {instance, "gateway-abc"})  # one of the pods
+    with pytest.raises(SmokeError, match="not one of the namespace's gateway pods"):
+        check_health(committed_stack, 10, {"gateway-7d9f-xyz"})
 
 
 @pytest.mark.integration

@@ -6,32 +6,17 @@ and the gateway agree on the API, and that the script fails loudly when the gate
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import subprocess
-import sys
 
 import pytest
 
-from tests.fixtures.common import PYTHON, REPO, TINY_MODELS, free_port
+from ct_local.smoke.checks import check_prediction
+from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.inputs import synthetic_png
+from tests.fixtures.common import TINY_MODELS, free_port
 
-SMOKE = REPO / "scripts" / "smoke.py"
-
-
-def load_smoke():
-    """scripts/smoke.py as a module (scripts/ is not a package)."""
-    if "ct_smoke" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ct_smoke", SMOKE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ct_smoke"] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-    return sys.modules["ct_smoke"]
-
-
-def run_smoke(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, str(SMOKE), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+# Other lanes imported these from here; they live in tests/fixtures/smoke.py now.
+from tests.fixtures.smoke import load_smoke, run_smoke  # noqa: F401  (re-exported)
 
 
 @pytest.mark.integration
@@ -82,15 +67,14 @@ GOOD = {
     ],
 )
 def test_smoke_rejects_a_malformed_answer(change, complaint):
-    smoke = load_smoke()
-    smoke.check_prediction(BINARY, GOOD)  # the unchanged answer passes
-    with pytest.raises(smoke.SmokeError, match=complaint):
-        smoke.check_prediction(BINARY, {**GOOD, **change})
+    check_prediction(BINARY, GOOD)  # the unchanged answer passes
+    with pytest.raises(SmokeError, match=complaint):
+        check_prediction(BINARY, {**GOOD, **change})
 
 
 def test_synthetic_image_is_a_png():
     from PIL import Image
 
-    data = load_smoke().synthetic_png(64)
+    data = synthetic_png(64)
     image = Image.open(io.BytesIO(data))
     assert image.format == "PNG" and image.size == (64, 64)
