@@ -14,33 +14,15 @@ figures are a lower bound for a pod with dedicated cores.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
 import sys
-import threading
-import time
 import urllib.parse
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from smoke import multipart, synthetic_png  # noqa: E402  (the smoke test's image and encoder)
-
-
-@dataclass
-class Tally:
-    latencies: list[float] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def ok(self, seconds: float) -> None:
-        with self.lock:
-            self.latencies.append(seconds)
-
-    def error(self, what: str) -> None:
-        with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
+from ct_local.bench.load import closed_loop
+from ct_local.bench.timing import percentile
+from ct_local.smoke.inputs import multipart, synthetic_png  # the smoke test's image and encoder
 
 
 @dataclass(frozen=True)
@@ -55,58 +37,12 @@ class Result:
     p99_ms: float
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-def client_loop(
-    url: urllib.parse.SplitResult,
-    path: str,
-    body: bytes,
-    content_type: str,
-    stop_at: float,
-    tally: Tally,
-) -> None:
-    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
-    headers = {"Content-Type": content_type}
-    while time.monotonic() < stop_at:
-        started = time.perf_counter()
-        try:
-            conn.request("POST", path, body, headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as err:
-            tally.error(type(err).__name__)
-            conn.close()
-            conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
-            continue
-        if response.status == 200:
-            tally.ok(time.perf_counter() - started)
-        else:
-            tally.error(f"HTTP {response.status}")
-    conn.close()
-
-
 def run_level(
     base_url: str, task: str, concurrency: int, duration: float, image_size: int
 ) -> Result:
-    url = urllib.parse.urlsplit(base_url)
+    path = f"{urllib.parse.urlsplit(base_url).path.rstrip('/')}/v1/models/{task}:predict"
     body, content_type = multipart("image", "load.png", synthetic_png(image_size), "image/png")
-    path = f"{url.path.rstrip('/')}/v1/models/{task}:predict"
-    tally = Tally()
-    started = time.monotonic()
-    stop_at = started + duration
-    threads = [
-        threading.Thread(target=client_loop, args=(url, path, body, content_type, stop_at, tally))
-        for _ in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.monotonic() - started
+    tally, seconds = closed_loop(base_url, path, body, content_type, concurrency, duration)
     lat = sorted(tally.latencies)
     return Result(
         concurrency=concurrency,

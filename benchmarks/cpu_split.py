@@ -10,18 +10,13 @@ Starts the model server on the committed models (as `make bench` does) and a gat
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "model-server"), str(Path(__file__).parent)]
-
-import bench  # noqa: E402
-import gateway_bench  # noqa: E402
-
-from tests.fixtures.common import SAMPLES  # noqa: E402
-from tests.fixtures.gateway import start_gateway  # noqa: E402
+from ct_local.bench.inputs import SAMPLE_IMAGE, multipart
+from ct_local.bench.load import http_level
+from ct_local.bench.servers import committed_model_server
+from ct_local.gateway import start_gateway
 
 TICK = os.sysconf("SC_CLK_TCK")
 PATH = "/v1/models/brain-stroke:predict"
@@ -33,17 +28,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    image = (SAMPLES / "brain-stroke_normal.jpg").read_bytes()
-    with bench.model_server() as (server, tasks, _command, _ready):
-        gateway = start_gateway(server.target, CT_MODELS=",".join(tasks))
+    image = SAMPLE_IMAGE.read_bytes()
+    with committed_model_server(launcher_flags=True) as started:
+        server = started.server
+        gateway = start_gateway(server.target, CT_MODELS=",".join(started.tasks))
         try:
-            body, content_type = gateway_bench.multipart(image)
-            bench.http_level(gateway.port, PATH, body, content_type, 4, 3)  # warm-up
+            body, content_type = multipart(image)
+            http_level(gateway.port, PATH, body, content_type, 4, 3)  # warm-up
             pids = {"gateway workers": gateway.worker_pids(), "model server": [server.process.pid]}
             before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
-            started = time.monotonic()
-            level = bench.http_level(gateway.port, PATH, body, content_type, 16, 10)
-            elapsed = time.monotonic() - started
+            started_at = time.monotonic()
+            level = http_level(gateway.port, PATH, body, content_type, 16, 10)
+            elapsed = time.monotonic() - started_at
             print(f"concurrency 16: {level['n']} requests in {elapsed:.1f} s, "
                   f"{level['req_per_s']} req/s, load {os.getloadavg()[0]:.2f}")  # fmt: skip
             for name, group in pids.items():

@@ -9,31 +9,20 @@ TensorProto: the parts of a request that do not depend on the network or the mod
 from __future__ import annotations
 
 import io
-import statistics
-import sys
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
-from werkzeug.test import EnvironBuilder  # noqa: E402
-from werkzeug.wrappers import Request  # noqa: E402
+from ct_contract.preprocess import decode_single, to_model_input
+from ct_local.bench.inputs import SAMPLE_IMAGE as SAMPLE
+from ct_local.bench.timing import percentile, timed
+from gateway.tensors import make_tensor_proto
 
-from ct_contract.preprocess import decode_single, to_model_input  # noqa: E402
-from gateway.tensors import make_tensor_proto  # noqa: E402
-
-SAMPLE = REPO.parent / "shared" / "samples" / "brain-stroke_normal.jpg"
 SIZE, RUNS = 192, 300
 
 
 def median_ms(step) -> float:
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return percentile(sorted(timed(step, RUNS)), 0.5) * 1000
 
 
 def parse_multipart(data: bytes) -> bytes:

@@ -10,9 +10,6 @@ Prints slice-level and scan-level AUC (scan = mean of its top 25% slice probabil
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -20,12 +17,11 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training import evaluate as ev  # noqa: E402
-from training.data import DEFAULT_DATA_ROOT, discover, load_pixels  # noqa: E402
-from training.tasks import get_task  # noqa: E402
-from training.train import CHECKPOINTS, SCAN_TOP_FRACTION  # noqa: E402
+from training import evaluate as ev
+from training.data import DEFAULT_DATA_ROOT, discover, load_pixels
+from training.paths import CHECKPOINTS
+from training.scan_eval import SCAN_TOP_FRACTION
+from training.tasks import get_task
 
 SIZE = 128
 
