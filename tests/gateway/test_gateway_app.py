@@ -166,7 +166,7 @@ def test_unexpected_exceptions_are_a_generic_500(client, monkeypatch) -> None:
     def boom(*_args):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("gateway.service.to_model_input", boom)
+    monkeypatch.setattr("gateway.decoding.to_model_input", boom)
     body = assert_error(client.post(STROKE, **upload(png())), 500, "internal")
     assert "secret" not in body["error"]["message"]
 

@@ -1,0 +1,71 @@
+"""Uploaded files -> model input: decoding (with the model's CT window) and the input tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ct_contract.preprocess import (
+    DecodedSlice,
+    ImageDecodeError,
+    ImageTooLargeError,
+    MultiFrameError,
+    UnsupportedTransferSyntaxError,
+    decode_single,
+    decode_slices,
+    to_model_input,
+)
+from gateway import series
+from gateway.archive import Member
+from gateway.config import Settings
+from gateway.errors import PayloadTooLargeError, UnprocessableImageError, UnsupportedMediaTypeError
+from gateway.model_registry import ModelInfo
+
+
+def decode(
+    data: bytes, info: ModelInfo, settings: Settings, max_frames: int | None, name: str | None
+) -> list[DecodedSlice]:
+    """Decode one file: all its frames (a series member, at most `max_frames`), or exactly one
+    image (`max_frames` None). Decoding errors become 413/415/422 naming the file."""
+    where = f"file {name!r}: " if name else ""
+    window = info.description.window
+    limit = settings.max_image_pixels
+    try:
+        if max_frames is None:
+            return [decode_single(data, limit, window)]
+        return decode_slices(data, limit, window, max_frames=max(1, max_frames))
+    except ImageTooLargeError as exc:
+        raise PayloadTooLargeError(f"{where}{exc}", "image_too_large") from None
+    except UnsupportedTransferSyntaxError as exc:
+        raise UnsupportedMediaTypeError(f"{where}{exc}", "unsupported_transfer_syntax") from None
+    except MultiFrameError as exc:
+        raise UnprocessableImageError(str(exc), "multi_frame") from None
+    except ImageDecodeError as exc:
+        raise UnprocessableImageError(f"{where}{exc}") from None
+
+
+def decode_series(
+    files: Sequence[Member], info: ModelInfo, settings: Settings
+) -> list[series.NamedSlice]:
+    """Every slice of every file (a multi-frame file names its frames), at most max_series_slices,
+    all of one series."""
+    limit = settings.max_series_slices
+    slices: list[series.NamedSlice] = []
+    for member in files:
+        decoded = decode(member.data, info, settings, limit - len(slices), member.name)
+        many = len(decoded) > 1
+        for d in decoded:
+            name = f"{member.name}#{d.meta.frame}" if many else member.name
+            slices.append(series.NamedSlice(name, d))
+        if len(slices) >= limit and member is not files[-1]:
+            raise PayloadTooLargeError(
+                f"the series has more than the {limit} slices allowed", "too_many_slices"
+            )
+    series.check_one_series(slices)
+    return slices
+
+
+def model_pixels(decoded: DecodedSlice, info: ModelInfo) -> np.ndarray:
+    pixels = to_model_input(decoded.image, info.input_size, info.channels)
+    return pixels.astype(info.input_dtype, copy=False)
