@@ -1,6 +1,6 @@
 """The committed SavedModels load and answer the same under the TensorFlow of the pinned
-tensorflow/serving image (scripts/tf_compat.py), and that pin is read from one place: the FROM
-line of model-server/Dockerfile.
+tensorflow/serving image (scripts/tf_compat.py, ct_local/tf_compat/), and that pin is read from
+one place: the FROM line of model-server/Dockerfile.
 
 The integration test builds build/venv-tf-<version>/ on its first run (tensorflow-cpu from PyPI,
 several minutes) and reuses it afterwards. Without PyPI it fails rather than skips: the proof that
@@ -9,14 +9,15 @@ the served models work under TF Serving's TensorFlow must not silently go missin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
-import sys
 
 import pytest
 
+from ct_local.tf_compat.__main__ import EXIT_ENV
+from ct_local.tf_compat.compare import compare
+from ct_local.tf_compat.pin import PinError, parse_serving_version, serving_version
 from tests.fixtures.common import PYTHON, REPO
 
 SCRIPT = REPO / "scripts" / "tf_compat.py"
@@ -25,21 +26,10 @@ DOCKERFILE = REPO / "model-server" / "Dockerfile"
 RUN_TIMEOUT_S = 600
 
 
-def load_tf_compat():
-    """scripts/tf_compat.py as a module (scripts/ is not a package)."""
-    if "ct_tf_compat" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ct_tf_compat", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ct_tf_compat"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ct_tf_compat"]
-
-
 def test_the_pin_is_the_dockerfile_from_tag():
-    tf_compat = load_tf_compat()
     (tag,) = re.findall(r"^FROM tensorflow/serving:(\S+)\s*$", DOCKERFILE.read_text(), re.M)
-    assert tf_compat.serving_version() == tag
-    assert tf_compat.serving_version(DOCKERFILE) == tag
+    assert serving_version() == tag
+    assert serving_version(DOCKERFILE) == tag
 
 
 @pytest.mark.parametrize(
@@ -56,7 +46,7 @@ def test_the_pin_is_the_dockerfile_from_tag():
     ],
 )
 def test_from_line_parsing(text, version):
-    assert load_tf_compat().parse_serving_version(text) == version
+    assert parse_serving_version(text) == version
 
 
 @pytest.mark.parametrize(
@@ -76,15 +66,13 @@ def test_from_line_parsing(text, version):
     ],
 )
 def test_from_line_parsing_fails_clearly(text, why):
-    tf_compat = load_tf_compat()
-    with pytest.raises(tf_compat.PinError, match=re.escape(why)):
-        tf_compat.parse_serving_version(text)
+    with pytest.raises(PinError, match=re.escape(why)):
+        parse_serving_version(text)
 
 
 def test_missing_dockerfile_fails_clearly(tmp_path):
-    tf_compat = load_tf_compat()
-    with pytest.raises(tf_compat.PinError, match="cannot read"):
-        tf_compat.serving_version(tmp_path / "Dockerfile")
+    with pytest.raises(PinError, match="cannot read"):
+        serving_version(tmp_path / "Dockerfile")
 
 
 def _probe_result(probabilities, heatmap, labels, tf_version="x"):
@@ -124,10 +112,9 @@ def _probe_result(probabilities, heatmap, labels, tf_version="x"):
 
 
 def test_compare_accepts_differences_within_the_tolerances():
-    tf_compat = load_tf_compat()
     reference = _probe_result([0.25, 0.75], 0.5, ["Normal", "Stroke"])
     candidate = _probe_result([0.25 + 9e-6, 0.75 - 9e-6], 0.5 + 9e-5, ["Normal", "Stroke"])
-    rows, problems = tf_compat.compare(reference, candidate)
+    rows, problems = compare(reference, candidate)
     assert problems == []
     assert len(rows) == 3 and all(r["ok"] for r in rows)
     assert max(r["max_abs_diff"] for r in rows) == pytest.approx(9e-5)
@@ -143,30 +130,28 @@ def test_compare_accepts_differences_within_the_tolerances():
     ],
 )
 def test_compare_names_each_mismatch(change, named):
-    tf_compat = load_tf_compat()
     reference = _probe_result([0.25, 0.75], 0.5, ["Normal", "Stroke"])
     values = {"probabilities": [0.25, 0.75], "heatmap": 0.5, "labels": ["Normal", "Stroke"]}
     change(values)
     candidate = _probe_result(**values)
-    _, problems = tf_compat.compare(reference, candidate)
+    _, problems = compare(reference, candidate)
     assert len(problems) == 1 and named in problems[0] and "brain-stroke/3" in problems[0]
 
 
 def test_compare_names_missing_outputs_signatures_and_load_errors():
-    tf_compat = load_tf_compat()
     reference = _probe_result([0.25, 0.75], 0.5, ["Normal", "Stroke"])
     candidate = _probe_result([0.25, 0.75], 0.5, ["Normal", "Stroke"])
     model = candidate["models"]["brain-stroke/3"]
     del model["signatures"]["explain"]["outputs"]["heatmap"]
     model["signatures"]["serving_default"]["outputs"]["probabilities"]["shape"] = [2, 1]
     del model["signatures"]["model_info"]
-    _, problems = tf_compat.compare(reference, candidate)
+    _, problems = compare(reference, candidate)
     assert any("explain heatmap: missing under the candidate" in p for p in problems)
     assert any("serving_default probabilities: float32[1, 2]" in p for p in problems)
     assert any("model_info: run under one TensorFlow only" in p for p in problems)
 
     candidate["models"]["brain-stroke/3"] = {"load_error": "OpError: no such op"}
-    _, problems = tf_compat.compare(reference, candidate)
+    _, problems = compare(reference, candidate)
     assert problems == ["brain-stroke/3: does not load under the candidate: OpError: no such op"]
 
 
@@ -182,8 +167,7 @@ def test_committed_models_agree_under_the_pinned_tf_serving_version(tmp_path):
         timeout=RUN_TIMEOUT_S,
     )
     said = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    tf_compat = load_tf_compat()
-    if done.returncode == tf_compat.EXIT_ENV:
+    if done.returncode == EXIT_ENV:
         pytest.fail(
             "the TensorFlow of the pinned TF Serving image could not be installed or run, so "
             "the committed models are not proven to load under it (this test needs PyPI to "
@@ -193,7 +177,7 @@ def test_committed_models_agree_under_the_pinned_tf_serving_version(tmp_path):
     assert done.returncode == 0, said
 
     report = json.loads(report_path.read_text())
-    pinned = tf_compat.serving_version()
+    pinned = serving_version()
     assert report["serving_version"] == pinned
     assert report["version"] == pinned and report["version_source"].endswith("Dockerfile")
     assert report["candidate"]["tf_version"] == pinned, said
