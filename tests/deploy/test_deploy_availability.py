@@ -6,23 +6,11 @@ every Deployment spreads over nodes, and the production overlay over zones too.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.deploy.test_kube_manifests import OVERLAYS, matches, of_kind, one, render
+from tests.deploy.manifests import matches, of_kind, one
 
 DEPLOYMENTS = ("gateway", "tf-serving")
 HOSTNAME = "kubernetes.io/hostname"
 ZONE = "topology.kubernetes.io/zone"
-
-
-@pytest.fixture(scope="module", params=OVERLAYS)
-def objects(request) -> list[dict]:
-    return render(request.param)
-
-
-@pytest.fixture(scope="module")
-def production_objects() -> list[dict]:
-    return render("overlays/production")
 
 
 def spread(objects: list[dict], name: str) -> dict[str, dict]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
-import pytest
-
 from gateway import fetch
-from tests.deploy.test_kube_manifests import OVERLAYS, of_kind, one, render
+from tests.deploy.manifests import of_kind, one
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -24,11 +22,6 @@ V6_REFUSED_OUTSIDE_GLOBAL = tuple(
     for n in ("fc00::/7", "fe80::/10", "::1/128", "ff00::/8", "::ffff:0:0/96", "64:ff9b::/96")
 )
 PUBLIC = ("8.8.8.8", "1.1.1.1", "151.101.1.69", "2606:4700:4700::1111", "2a00:1450:4001::200e")
-
-
-@pytest.fixture(scope="module", params=OVERLAYS)
-def objects(request) -> list[dict]:
-    return render(request.param)
 
 
 def egress_rules(objects: list[dict]) -> list[dict]:

@@ -16,8 +16,8 @@ import yaml
 from ct_standin.rest import METRICS_PATH
 from gateway import config as gateway_config
 from gateway import metrics
-from tests.deploy.test_dockerfiles import MODEL_SERVER, text_proto_values
-from tests.deploy.test_kube_manifests import (
+from tests.deploy.dockerfiles import MODEL_SERVER, text_proto_values
+from tests.deploy.manifests import (
     NAMESPACE,
     container_port,
     matches,

@@ -19,7 +19,7 @@ import yaml
 
 from gateway import config as gateway_config
 from gateway import metrics
-from tests.deploy.test_kube_manifests import (
+from tests.deploy.manifests import (
     KUBERNETES_VERSION,
     config_map,
     memory_bytes,

@@ -11,7 +11,7 @@ import re
 
 import yaml
 
-from tests.deploy.test_kube_manifests import KUBE, KUBERNETES_VERSION, WORKFLOW, make_var
+from tests.deploy.manifests import KUBE, KUBERNETES_VERSION, WORKFLOW, make_var
 from tests.fixtures.common import REPO
 
 RELEASE = REPO / ".github" / "workflows" / "release.yml"

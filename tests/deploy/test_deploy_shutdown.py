@@ -14,8 +14,8 @@ import runpy
 
 import pytest
 
-from tests.deploy.test_dockerfiles import MODEL_SERVER, flags
-from tests.deploy.test_kube_manifests import OVERLAYS, config_map, one, render
+from tests.deploy.dockerfiles import MODEL_SERVER, flags
+from tests.deploy.manifests import config_map, one
 from tests.fixtures.common import REPO
 
 # gRPC core's defaults, which gateway/tfs_client.py does not override (a test below checks):
@@ -28,11 +28,6 @@ CLUSTER_DNS_TTL_S = 5.0
 # After preStop, kubelet sends SIGTERM and waits out the rest of the grace period; TF Serving
 # ignores SIGTERM, so this is only slack for the kubelet.
 MARGIN_S = 5
-
-
-@pytest.fixture(scope="module", params=OVERLAYS)
-def objects(request) -> list[dict]:
-    return render(request.param)
 
 
 def grpc_channel_arguments() -> dict[str, str]:

@@ -8,6 +8,7 @@ import re
 import yaml
 
 from gateway.config import Settings
+from tests.deploy.manifests import memory_bytes
 from tests.fixtures.common import REPO
 
 
@@ -46,8 +47,6 @@ def test_series_settings_are_read_and_checked():
 
 
 def test_cluster_series_cap_fits_the_tmp_volume_uploads_are_spooled_to():
-    from tests.deploy.test_kube_manifests import memory_bytes
-
     docs = list(yaml.safe_load_all((REPO / "kube-config/base/gateway.yaml").read_text()))
     (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
     (tmp,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp"]
