@@ -1,7 +1,9 @@
-"""Gateway settings from the environment: the one place their defaults live.
+"""Gateway settings from the environment: the one place their names, defaults and checks live.
 
-Every setting is an environment variable CT_*; `Settings.from_env` validates all of them at
-start-up and raises ConfigError naming the variable, so a bad value never reaches a request.
+Every setting is an environment variable CT_*, declared once on its Settings field (`_env(...)`:
+default, variable, parser, check). `Settings.from_env` validates all of them at start-up and raises
+ConfigError naming the variable, so a bad value never reaches a request; `environment()` lists them
+(README's configuration table is tested against it).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ct_contract.preprocess import DEFAULT_MAX_PIXELS
 
@@ -19,10 +21,13 @@ DEFAULT_PORT = 9696
 # Read by prometheus_client when it is imported: must be set before that (see gunicorn.conf.py).
 PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LB_POLICIES = ("round_robin", "pick_first")
+MODELS_ENV, DEFAULT_TASK_ENV = "CT_MODELS", "CT_DEFAULT_TASK"
+REQUIRED = "(required)"  # environment(): CT_MODELS has no default
+FIRST_MODEL = "(first of CT_MODELS)"  # environment(): CT_DEFAULT_TASK's default
 _TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-T = TypeVar("T")
+_LEVELS = logging.getLevelNamesMapping()
 
 
 class ConfigError(ValueError):
@@ -30,47 +35,125 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """How one CT_* variable is read: parser, validity check, and the hint an error gives."""
+
+    name: str
+    parse: Callable[[str], Any]
+    valid: Callable[[Any], bool]
+    hint: str
+
+
+def _env(default: Any, name: str, parse: Callable, valid: Callable, hint: str) -> Any:
+    return field(default=default, metadata={"env": EnvVar(name, parse, valid, hint)})
+
+
+def _parse_bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _token_file(raw: str) -> str:
+    """The path, once the file reads and parses (TokenFileError is a ValueError)."""
+    from gateway.auth import TokenFile
+
+    TokenFile(raw)
+    return raw
+
+
+def _seconds(top: float) -> tuple[Callable, Callable, str]:
+    return float, lambda v: 0 < v <= top, f"seconds in (0, {top:g}]"
+
+
+@dataclass(frozen=True)
 class Settings:
-    models: tuple[str, ...]
-    default_task: str
-    port: int = DEFAULT_PORT
-    model_server: str = "localhost:8500"  # gRPC target; in Kubernetes a dns:/// headless name
-    grpc_deadline_s: float = 5.0
-    grpc_lb_policy: str = "round_robin"
-    max_request_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    models: tuple[str, ...]  # CT_MODELS (required)
+    default_task: str  # CT_DEFAULT_TASK (default: the first of CT_MODELS)
+    port: int = _env(DEFAULT_PORT, "CT_PORT", int, lambda v: 1 <= v <= 65535, "a port 1..65535")
+    # gRPC target; in Kubernetes a dns:/// headless name
+    model_server: str = _env(
+        "localhost:8500", "CT_MODEL_SERVER", str, bool, "a gRPC target such as host:8500"
+    )
+    grpc_deadline_s: float = _env(5.0, "CT_GRPC_DEADLINE_S", *_seconds(600))
+    grpc_lb_policy: str = _env(
+        "round_robin", "CT_GRPC_LB_POLICY", str, LB_POLICIES.__contains__, f"one of {LB_POLICIES}"
+    )
+    max_request_bytes: int = _env(
+        10 * 1024 * 1024, "CT_MAX_REQUEST_BYTES", int, lambda v: v > 0, "bytes > 0"
+    )
+    max_image_pixels: int = _env(
+        DEFAULT_MAX_PIXELS, "CT_MAX_IMAGE_PIXELS", int, lambda v: v > 0, "pixels > 0"
+    )
     # One series request (all slices, or a zip's inflated content): a 300-slice 512x512 16-bit CT
     # is about 160 MB. Size the pod's memory limit with it (kube-config/base/gateway.yaml).
-    max_series_bytes: int = 192 * 1024 * 1024
-    max_series_slices: int = 512  # slices of one series (multi-frame DICOM frames count each)
+    max_series_bytes: int = _env(
+        192 * 1024 * 1024, "CT_MAX_SERIES_BYTES", int, lambda v: v > 0, "bytes > 0"
+    )
+    # Slices of one series (multi-frame DICOM frames count each).
+    max_series_slices: int = _env(
+        512, "CT_MAX_SERIES_SLICES", int, lambda v: 1 <= v <= 10_000, "1..10000"
+    )
     # Images per Predict: TF Serving's max_batch_size (model-server/batching.config; a test checks).
-    max_batch_size: int = 16
-    metadata_ttl_s: float = 30.0
-    request_timeout_s: float = 30.0  # the longest a request (headers read) may take to arrive: 408
-    url_allow_private: bool = False
-    url_timeout_s: float = 5.0
-    url_max_redirects: int = 3
-    log_level: str = "INFO"
-    workers: int = 2
-    threads: int = 4
+    max_batch_size: int = _env(16, "CT_MAX_BATCH_SIZE", int, lambda v: 1 <= v <= 1024, "1..1024")
+    metadata_ttl_s: float = _env(30.0, "CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0")
+    # The longest a request (headers read) may take to arrive: 408.
+    request_timeout_s: float = _env(30.0, "CT_REQUEST_TIMEOUT_S", *_seconds(3600))
+    url_allow_private: bool = _env(
+        False, "CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"
+    )
+    url_timeout_s: float = _env(5.0, "CT_URL_TIMEOUT_S", *_seconds(600))
+    url_max_redirects: int = _env(3, "CT_URL_MAX_REDIRECTS", int, lambda v: 0 <= v <= 20, "0..20")
+    log_level: str = _env(
+        "INFO",
+        "CT_LOG_LEVEL",
+        str.upper,
+        lambda v: isinstance(_LEVELS.get(v), int),
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    )
+    workers: int = _env(2, "CT_WORKERS", int, lambda v: 1 <= v <= 64, "1..64")
+    threads: int = _env(4, "CT_THREADS", int, lambda v: 1 <= v <= 256, "1..256")
     # Share of requests sent to the `canary` version label (gateway/canary.py). None (unset): no
     # label routing at all, the model server's newest version answers, as before labels existed.
-    canary_share: float | None = None
+    canary_share: float | None = _env(
+        None, "CT_CANARY_SHARE", float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]"
+    )
     # File of hex SHA-256 digests of the accepted bearer tokens (gateway/auth.py); "": auth off.
-    auth_tokens_file: str = ""
+    auth_tokens_file: str = _env(
+        "",
+        "CT_AUTH_TOKENS_FILE",
+        _token_file,
+        bool,
+        "a readable file of hex SHA-256 token hashes, one per line",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        models = _parse_models(env.get("CT_MODELS", ""))
-        default_task = env.get("CT_DEFAULT_TASK", "").strip() or models[0]
+        models = _parse_models(env.get(MODELS_ENV, ""))
+        default_task = env.get(DEFAULT_TASK_ENV, "").strip() or models[0]
         if default_task not in models:
             raise ConfigError(f"CT_DEFAULT_TASK={default_task!r} is not one of CT_MODELS {models}")
-        values = {
-            field: _get(env, var, parse, cls.__dataclass_fields__[field].default, valid, hint)
-            for field, (var, parse, valid, hint) in _FIELDS.items()
-        }
+        values = {f.name: _get(env, f.metadata["env"], f.default) for f in _env_fields()}
         return cls(models=models, default_task=default_task, **values)
+
+
+def _env_fields() -> list:
+    return [f for f in fields(Settings) if "env" in f.metadata]
+
+
+def environment() -> dict[str, Any]:
+    """Every CT_* variable Settings reads -> its default (REQUIRED, FIRST_MODEL: see above)."""
+    listed = {MODELS_ENV: REQUIRED, DEFAULT_TASK_ENV: FIRST_MODEL}
+    return listed | {f.metadata["env"].name: f.default for f in _env_fields()}
+
+
+# Settings field -> (variable, parser, check, hint): a view of the declarations above.
+_FIELDS: dict[str, tuple[str, Callable, Callable, str]] = {
+    f.name: (v.name, v.parse, v.valid, v.hint) for f in _env_fields() for v in [f.metadata["env"]]
+}
 
 
 def _parse_models(raw: str) -> tuple[str, ...]:
@@ -87,79 +170,14 @@ def _parse_models(raw: str) -> tuple[str, ...]:
     return models
 
 
-def _get(
-    env: Mapping[str, str],
-    name: str,
-    parse: Callable[[str], T],
-    default: T,
-    valid: Callable[[T], bool],
-    hint: str,
-) -> T:
-    raw = env.get(name)
+def _get(env: Mapping[str, str], var: EnvVar, default: Any) -> Any:
+    raw = env.get(var.name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = parse(raw.strip())
+        value = var.parse(raw.strip())
     except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is invalid ({exc}); expected {hint}") from None
-    if not valid(value):
-        raise ConfigError(f"{name}={raw!r} is invalid; expected {hint}")
+        raise ConfigError(f"{var.name}={raw!r} is invalid ({exc}); expected {var.hint}") from None
+    if not var.valid(value):
+        raise ConfigError(f"{var.name}={raw!r} is invalid; expected {var.hint}")
     return value
-
-
-def _parse_bool(raw: str) -> bool:
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ValueError("not a boolean")
-
-
-_LEVELS = logging.getLevelNamesMapping()
-
-
-def _token_file(raw: str) -> str:
-    """The path, once the file reads and parses (TokenFileError is a ValueError)."""
-    from gateway.auth import TokenFile
-
-    TokenFile(raw)
-    return raw
-
-
-# dataclass field -> (environment variable, parser, validity check); defaults are on the dataclass.
-_FIELDS: dict[str, tuple[str, Callable[[str], object], Callable[[object], bool], str]] = {
-    "port": ("CT_PORT", int, lambda v: 1 <= v <= 65535, "a port 1..65535"),
-    "model_server": ("CT_MODEL_SERVER", str, bool, "a gRPC target such as host:8500"),
-    "grpc_deadline_s": ("CT_GRPC_DEADLINE_S", float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),
-    "grpc_lb_policy": ("CT_GRPC_LB_POLICY", str, LB_POLICIES.__contains__, f"one of {LB_POLICIES}"),
-    "max_request_bytes": ("CT_MAX_REQUEST_BYTES", int, lambda v: v > 0, "bytes > 0"),
-    "max_image_pixels": ("CT_MAX_IMAGE_PIXELS", int, lambda v: v > 0, "pixels > 0"),
-    "max_series_bytes": ("CT_MAX_SERIES_BYTES", int, lambda v: v > 0, "bytes > 0"),
-    "max_series_slices": ("CT_MAX_SERIES_SLICES", int, lambda v: 1 <= v <= 10_000, "1..10000"),
-    "max_batch_size": ("CT_MAX_BATCH_SIZE", int, lambda v: 1 <= v <= 1024, "1..1024"),
-    "request_timeout_s": (
-        "CT_REQUEST_TIMEOUT_S",
-        float,
-        lambda v: 0 < v <= 3600,
-        "seconds in (0, 3600]",
-    ),
-    "metadata_ttl_s": ("CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0"),
-    "url_allow_private": ("CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"),
-    "url_timeout_s": ("CT_URL_TIMEOUT_S", float, lambda v: 0 < v <= 600, "seconds in (0, 600]"),
-    "url_max_redirects": ("CT_URL_MAX_REDIRECTS", int, lambda v: 0 <= v <= 20, "0..20"),
-    "log_level": (
-        "CT_LOG_LEVEL",
-        str.upper,
-        lambda v: isinstance(_LEVELS.get(v), int),
-        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
-    ),
-    "workers": ("CT_WORKERS", int, lambda v: 1 <= v <= 64, "1..64"),
-    "threads": ("CT_THREADS", int, lambda v: 1 <= v <= 256, "1..256"),
-    "canary_share": ("CT_CANARY_SHARE", float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]"),
-    "auth_tokens_file": (
-        "CT_AUTH_TOKENS_FILE",
-        _token_file,
-        bool,
-        "a readable file of hex SHA-256 token hashes, one per line",
-    ),
-}
