@@ -5,6 +5,9 @@ Every answer must be JSON; errors have the {"error": {"code", "message"}} shape;
 (an escaped exception becomes a 500 in errors.py), and 502/503/504 only when the fake model server
 was told to fail. URLs go to a real loopback image server through gateway.fetch (private addresses
 allowed, a fake resolver so no real DNS is asked).
+
+Over 300 lines on purpose: the request strategies, the fake servers and the one property that
+checks every answer share this module; split, each part would need the others.
 """
 
 from __future__ import annotations
