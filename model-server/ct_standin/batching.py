@@ -2,7 +2,8 @@
 
 Each Predict becomes a task in a queue of its own (servable, signature, input shapes); a pool of
 `num_batch_threads` threads shared by every queue runs one forward pass per batch and hands each
-caller exactly its rows back. No TensorFlow here: tasks carry numpy arrays and a `call`.
+caller exactly its rows back (the tensors of a batch: batch_tensors.py). No TensorFlow here:
+tasks carry numpy arrays and a `call`.
 
 Matches TF Serving (shared_batch_scheduler.h, batching_session.cc, batching_util.cc):
 - a task larger than max_batch_size is INVALID_ARGUMENT "Task size N is larger than maximum input
@@ -40,12 +41,12 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
+from ct_standin.batch_tensors import Arrays, batch_rows, merge_inputs, split_outputs
 from ct_standin.batching_config import BatchingOptions
 from ct_standin.errors import ServingError
 
 log = logging.getLogger(__name__)
 
-Arrays = dict[str, np.ndarray]
 Call = Callable[[Arrays], Mapping[str, np.ndarray]]
 # (label for metrics, rows after padding, padding rows, requests in the batch)
 BatchListener = Callable[[str, int, int, int], None]
@@ -83,20 +84,6 @@ class _Queue:
     @property
     def open(self) -> _Batch:
         return self.batches[-1]
-
-
-def batch_rows(arguments: Mapping[str, np.ndarray]) -> int:
-    """The task size: the common 0th dimension of every input (batching_util's rule)."""
-    if not arguments:
-        raise ServingError(INVALID, "Batching Run() must have at least one input tensor")
-    if any(value.ndim == 0 for value in arguments.values()):
-        raise ServingError(INVALID, "Batching Run() input tensors must have at least one dimension")
-    sizes = {value.shape[0] for value in arguments.values()}
-    if len(sizes) != 1:
-        raise ServingError(
-            INVALID, "Batching Run() input tensors must have equal 0th-dimension size"
-        )
-    return sizes.pop()
 
 
 class BatchScheduler:
@@ -218,8 +205,9 @@ class BatchScheduler:
     def _process(self, queue: _Queue, batch: _Batch) -> None:
         padding = 0
         try:
-            merged, padding = self._merge(batch)
-            per_task = self._split(queue.call(merged), batch, padding)
+            rows = [task.rows for task in batch.tasks]
+            merged, padding = merge_inputs([t.arguments for t in batch.tasks], rows, self.options)
+            per_task = split_outputs(queue.call(merged), rows, padding)
         except ServingError as err:
             self._finish(batch, None, err)
         except Exception as err:  # a batch thread must survive anything a model does
@@ -242,41 +230,6 @@ class BatchScheduler:
     def _finish(batch: _Batch, outputs: Arrays | None, error: ServingError | None) -> None:
         for task in batch.tasks:
             task.finish(outputs, error)
-
-    def _merge(self, batch: _Batch) -> tuple[Arrays, int]:
-        donor = next((t for t in reversed(batch.tasks) if t.rows), None)
-        padding = self.options.padded_size(batch.rows) - batch.rows if donor else 0
-        merged = {}
-        for name in batch.tasks[0].arguments:
-            parts = [task.arguments[name] for task in batch.tasks]
-            if self.options.pad_variable_length_inputs:
-                parts = _pad_to_common_shape(parts)
-            if padding:  # TF Serving pads with the first row of the last task
-                row = parts[batch.tasks.index(donor)][:1]
-                parts.append(np.repeat(row, padding, axis=0))
-            merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        return merged, padding
-
-    @staticmethod
-    def _split(outputs: Mapping[str, np.ndarray], batch: _Batch, padding: int) -> list[Arrays]:
-        per_task: list[Arrays] = [{} for _ in batch.tasks]
-        for name, value in outputs.items():
-            value = np.asarray(value)
-            if value.ndim == 0:
-                raise ServingError(
-                    grpc.StatusCode.FAILED_PRECONDITION, "Batched output tensor has 0 dimensions"
-                )
-            if value.shape[0] != batch.rows + padding:
-                raise ServingError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "Batched output tensor's 0th dimension does not equal the sum of the 0th "
-                    "dimension sizes of the input tensors",
-                )
-            start = 0
-            for index, task in enumerate(batch.tasks):
-                per_task[index][name] = value[start : start + task.rows]
-                start += task.rows
-        return per_task
 
     # --- shutdown ------------------------------------------------------------------------------
 
@@ -305,21 +258,3 @@ class BatchScheduler:
             task.finish(None, ServingError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN))
         for thread in self._threads:  # a thread still inside a forward pass is left to finish
             thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def _pad_to_common_shape(parts: list[np.ndarray]) -> list[np.ndarray]:
-    """batching_util's AddPadding: pad each non-batch dim at its end to the largest in the batch,
-    with the tensor's own first element."""
-    target = np.max([part.shape for part in parts], axis=0)
-    padded = []
-    for part in parts:
-        widths = [(0, 0)] + [
-            (0, int(t - s)) for t, s in zip(target[1:], part.shape[1:], strict=True)
-        ]
-        if not any(after for _, after in widths):
-            padded.append(part)
-            continue
-        if part.size == 0:
-            raise ServingError(INVALID, "Got empty tensor in batch of non-empty tensors.")
-        padded.append(np.pad(part, widths, constant_values=part.flat[0]))
-    return padded

@@ -16,12 +16,13 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from ct_contract.signatures import PREDICT_SIGNATURE
 from ct_standin.errors import ServingError, status_code
 
 log = logging.getLogger(__name__)
 
 SERVE_TAG = "serve"
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = PREDICT_SIGNATURE  # the contract's predict signature is also TF's default
 # Fixed by TF Serving: <version>/assets.extra/tf_serving_warmup_requests, at most 1000 records.
 WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
