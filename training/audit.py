@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data import DEFAULT_DATA_ROOT, Record, discover
+from training import cli
+from training.data import Record, discover
+from training.paths import dataset_folder
+from training.tables import markdown_table
 from training.tasks import TaskSpec, get_task
 
 HASH_SIDE = 16  # dHash of a 17x16 greyscale thumbnail: 256 bits
@@ -167,8 +170,7 @@ def summarise(result: AuditResult, exact_pairs) -> dict:
 
 def to_markdown(findings: dict, root: Path, task: str) -> str:
     def table(d: dict, head: str) -> str:
-        rows = "".join(f"| {k} | {v} |\n" for k, v in d.items()) or "| (none) | 0 |\n"
-        return f"| {head} | count |\n| --- | --- |\n{rows}"
+        return markdown_table([head, "count"], list(d.items()) or [("(none)", 0)])
 
     return (
         f"# Dataset audit: {task}\n\nFolder: `{root}`; {findings['images']} images.\n\n"
@@ -191,16 +193,17 @@ def to_markdown(findings: dict, root: Path, task: str) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    parser.add_argument(
-        "--data", type=Path, help="dataset folder (default: ../shared/datasets/<task dir>)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the findings as JSON here")
-    args = parser.parse_args()
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(description=__doc__, parents=[cli.parent("--task", "--data")])
+    out.add_argument("--json", type=Path, help="also write the findings as JSON here")
+    return out
+
+
+@cli.exits_on_error
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     task = get_task(args.task)
-    root = args.data or DEFAULT_DATA_ROOT / task.dataset_dir
+    root = dataset_folder(task, args.data)
     result = run_audit(root, task)
     print(to_markdown(result.findings, root, task.name))
     if args.json:

@@ -9,46 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-import numpy as np
-
+from training import cli
 from training import evaluate as ev
-from training.data import DEFAULT_DATA_ROOT
+from training.fit import fit, predict_logits
+from training.latency import keras_latency
 from training.models import ARCHITECTURES
+from training.paths import dataset_folder
+from training.prepare import prepare
+from training.tables import markdown_table
 from training.tasks import get_task
-from training.train import REPORTS_ROOT, fit, predict_logits, prepare
+
+FLAGS = ("--task", "--data", "--size", "--epochs", "--seed", "--max-per-class", "--reports-root")
 
 
-def keras_latency(model, size: int, channels: int, runs: int = 100) -> float:
-    import tensorflow as tf
-
-    fn = tf.function(lambda x: model(x, training=False))  # noqa: E731  (traced once)
-    x = tf.zeros([1, size, size, channels])
-    for _ in range(10):
-        fn(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn(x)
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(description=__doc__, parents=[cli.parent(*FLAGS)])
+    out.set_defaults(epochs=4)
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--data", type=Path)
-    parser.add_argument("--size", type=int)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--max-per-class", type=int)
-    args = parser.parse_args()
+@cli.exits_on_error
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     task = get_task(args.task)
     size = args.size or task.size
-    p = prepare(
-        task, args.data or DEFAULT_DATA_ROOT / task.dataset_dir, size, args.seed, args.max_per_class
-    )
+    p = prepare(task, dataset_folder(task, args.data), size, args.seed, args.max_per_class)
     rows = []
     for arch in ARCHITECTURES:
         started = time.time()
@@ -71,28 +57,35 @@ def main() -> None:
                 "params": int(model.count_params()),
                 "val_accuracy": float((probs.argmax(1) == p.y_val).mean()),
                 "val_auc": ev.auc(p.y_val, probs),
-                "latency_ms_batch1": keras_latency(model, size, task.channels),
+                "latency_ms_batch1": keras_latency(model, size, task.channels)["median_ms"],
                 "train_minutes": (time.time() - started) / 60,
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    out = REPORTS_ROOT / task.name / "architecture_comparison.md"
+    write(task.name, args, size, rows)
+
+
+def write(task: str, args: argparse.Namespace, size: int, rows: list[dict]):
+    """The comparison table `<reports root>/<task>/architecture_comparison.md`."""
+    out = args.reports_root / task / "architecture_comparison.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = "".join(
-        f"| {r['arch']} | {r['params']:,} | {r['val_accuracy']:.4f} | {r['val_auc']:.4f} | "
-        f"{r['latency_ms_batch1']:.2f} | {r['train_minutes']:.1f} |\n"
-        for r in rows
+    table = markdown_table(
+        ["architecture", "parameters", "val accuracy", "val AUC", "latency ms", "train min"],
+        [
+            [r["arch"], f"{r['params']:,}", f"{r['val_accuracy']:.4f}", f"{r['val_auc']:.4f}"]
+            + [f"{r['latency_ms_batch1']:.2f}", f"{r['train_minutes']:.1f}"]
+            for r in rows
+        ],
     )
     out.write_text(
-        f"# Architecture comparison: {task.name}\n\n{args.epochs} epochs each, {size} px, same "
+        f"# Architecture comparison: {task}\n\n{args.epochs} epochs each, {size} px, same "
         f"leakage-free split and seed, uncalibrated; latency is the Keras forward pass at batch 1 "
         f"on this machine's CPU (median of 100).\n\nCommand: `python -m training.compare "
-        f"--task {task.name} --epochs {args.epochs} --size {size}"
-        f"{f' --max-per-class {args.max_per_class}' if args.max_per_class else ''}`\n\n"
-        "| architecture | parameters | val accuracy | val AUC | latency ms | train min |\n"
-        f"|---|---|---|---|---|---|\n{table}"
+        f"--task {task} --epochs {args.epochs} --size {size}"
+        f"{f' --max-per-class {args.max_per_class}' if args.max_per_class else ''}`\n\n{table}"
     )
     print(out)
+    return out
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from ct_contract.preprocess import load_model_input
+from training.errors import TrainingError
+from training.paths import CACHE_DIR, DEFAULT_DATA_ROOT, REPO  # noqa: F401  (benchmarks, reexport)
 from training.tasks import TaskSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = REPO.parent / "shared" / "datasets"
-CACHE_DIR = REPO / "build" / "cache"
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ def discover(root: Path, task: TaskSpec) -> list[Record]:
     """Every image under `root` whose parent folder is its class (maybe below a split folder)."""
     root = Path(root)
     if not root.is_dir():
-        raise SystemExit(f"dataset folder {root} does not exist")
+        raise TrainingError(f"dataset folder {root} does not exist")
     records = []
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
@@ -43,7 +42,7 @@ def discover(root: Path, task: TaskSpec) -> list[Record]:
         scan = task.scan_id(path) if task.scan_id else None
         records.append(Record(path, rel[-2], split, scan))
     if not records:
-        raise SystemExit(f"no images in class folders under {root}")
+        raise TrainingError(f"no images in class folders under {root}")
     return records
 
 

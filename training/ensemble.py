@@ -14,30 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from training.data import DEFAULT_DATA_ROOT
+from training import cli
+from training.checkpoints import load_checkpoint
+from training.errors import TrainingError
+from training.fit import predict_logits
+from training.paths import dataset_folder
+from training.pipeline import export_version
+from training.prepare import prepare
 from training.tasks import get_task
-from training.train import (
-    MODELS_ROOT,
-    REPORTS_ROOT,
-    evaluate,
-    export_version,
-    predict_logits,
-    prepare,
-    recorded_command,
-)
+from training.validation import evaluate
 
-
-def load_member(checkpoint: Path):
-    """Rebuild a checkpoint's model; returns (model, metadata)."""
-    from training.models import build
-
-    meta = json.loads(checkpoint.with_suffix(".json").read_text())
-    model = build(meta["arch"], meta["size"], meta["channels"], meta["n_classes"])
-    model.load_weights(checkpoint)
-    return model, meta
+FLAGS = ("--task", "--data", "--seed", "--flip-tta", "--models-root", "--reports-root")
 
 
 def check_members(metas: list[dict], seed: int, labels: list[str]) -> None:
@@ -45,19 +36,21 @@ def check_members(metas: list[dict], seed: int, labels: list[str]) -> None:
     for meta in metas:
         missing = {"labels", "split_seed"} - set(meta)
         if missing:
-            raise SystemExit(
+            raise TrainingError(
                 f"a member checkpoint lacks {sorted(missing)} (saved before training.train "
                 "recorded them): retrain it, or add them to its .json if you know them"
             )
         if meta["labels"] != labels or meta["n_classes"] != len(labels):
-            raise SystemExit(f"member labels {meta.get('labels')} differ from the data's {labels}")
+            raise TrainingError(
+                f"member labels {meta.get('labels')} differ from the data's {labels}"
+            )
         if meta["split_seed"] != seed:
-            raise SystemExit(
+            raise TrainingError(
                 f"a member was trained on split seed {meta['split_seed']}, not {seed}: its "
                 "validation images would include its training images"
             )
         if meta["channels"] != metas[0]["channels"]:
-            raise SystemExit("members disagree on the number of channels")
+            raise TrainingError("members disagree on the number of channels")
 
 
 def average_model(members: list, sizes: list[int], size: int, channels: int):
@@ -100,27 +93,24 @@ def summary(metrics: dict) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    from training.report import write_report
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--data", type=Path)
-    parser.add_argument("--members", type=Path, nargs="+", required=True)
-    parser.add_argument("--seed", type=int, default=1337, help="the members' split seed")
-    parser.add_argument("--flip-tta", action="store_true")
-    parser.add_argument("--models-root", type=Path, default=MODELS_ROOT)
-    parser.add_argument("--reports-root", type=Path, default=REPORTS_ROOT)
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(description=__doc__, parents=[cli.parent(*FLAGS)])
+    out.add_argument("--members", type=Path, nargs="+", required=True)
+    out.add_argument(
         "--evaluate-only", action="store_true", help="print the validation figures, export nothing"
     )
-    args = parser.parse_args(argv)
+    return out
+
+
+@cli.exits_on_error
+def main(argv: list[str] | None = None) -> None:
+    from training.report import write_report
+
+    args = parser().parse_args(argv)
     started = time.time()
     task = get_task(args.task)
-    data = args.data or DEFAULT_DATA_ROOT / task.dataset_dir
-    loaded = [load_member(path) for path in args.members]
+    data = dataset_folder(task, args.data)
+    loaded = [load_checkpoint(path) for path in args.members]
     metas = [meta for _, meta in loaded]
     size = max(meta["size"] for meta in metas)
     p = prepare(task, data, size, args.seed, None)
@@ -137,9 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics["members"] = [
         describe_member(meta, k, report_dir) for k, meta in enumerate(metas, start=1)
     ]
-    command = "python -m training.ensemble " + recorded_command(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = cli.recorded_command("training.ensemble", sys.argv[1:] if argv is None else argv)
     write_report(report_dir, version_dir, task, p, metrics, probs, {}, command)
     print(f"exported {version_dir}; report {report_dir}", flush=True)
 

@@ -58,43 +58,6 @@ def build_info(
     }
 
 
-def finding_figures(
-    y: np.ndarray, probs: np.ndarray, labels: list[str], groups: dict, positive: str
-) -> dict:
-    """Finding-level figures: an image's finding is the group with the largest summed
-    probability; accuracy, sensitivity of the `positive` finding and specificity, each with a
-    95% bootstrap interval over images."""
-    from training import evaluate as ev
-
-    names = list(groups)
-    member = np.array([[lab in groups[g] for g in names] for lab in labels], np.float64)
-    truth = member[y].argmax(axis=1)
-    pred = (probs @ member).argmax(axis=1)
-    pos = names.index(positive)
-    one_hot = np.eye(len(names))[pred]  # bootstrap_ci hands rows of this to the metric
-
-    def accuracy(t, p):
-        return float((p.argmax(axis=1) == t).mean())
-
-    def sensitivity(t, p):
-        return float((p.argmax(axis=1)[t == pos] == pos).mean())
-
-    def specificity(t, p):
-        return float((p.argmax(axis=1)[t != pos] != pos).mean())
-
-    out = {}
-    for name, metric in (
-        ("finding_accuracy", accuracy),
-        (f"{positive}_sensitivity", sensitivity),
-        ("specificity", specificity),
-    ):
-        out[name] = metric(truth, one_hot)
-        out[f"{name}_ci95"] = list(ev.bootstrap_ci(metric, truth, one_hot))
-    out["images"] = int(len(y))
-    out["finding_rule"] = "the group with the largest summed probability"
-    return out
-
-
 def json_safe(value):
     """`value` with NaN and infinities as null (strict JSON; an AUC of one class is NaN)."""
     if isinstance(value, dict):
@@ -106,19 +69,6 @@ def json_safe(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def top_fraction_scan_rule(top_fraction: float, threshold: float) -> dict:
-    """info_json scan_rule: the mean of the top `top_fraction` of a scan's slice probabilities
-    of the positive class, positive at/above `threshold` (training.train.scan_level)."""
-    from ct_contract import scan_rule
-
-    return {
-        "aggregation": scan_rule.TOP_FRACTION_MEAN,
-        "top_fraction": float(top_fraction),
-        "threshold": float(threshold),
-        "description": scan_rule.describe(top_fraction),
-    }
 
 
 def _serving_functions(
@@ -243,7 +193,7 @@ def build_tiny_model(size: int, channels: int, n_classes: int, seed: int = 0):
     return keras.Model(inputs, keras.layers.Dense(n_classes)(x))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Export an untrained tiny model (tests, demos).")
     parser.add_argument("models_root", type=Path)
     parser.add_argument("--task", required=True)
@@ -254,7 +204,7 @@ def main() -> None:
     parser.add_argument("--positive-index", type=int, default=-1)
     parser.add_argument("--version", type=int)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     labels = args.labels.split(",")
     model = build_tiny_model(args.size, args.channels, len(labels), args.seed)
     out = export_model(

@@ -5,7 +5,7 @@ Every slice of a normal scan, though, is truly normal. So: negative slices get a
 per-slice loss, and each positive scan is a *bag* whose score is the mean of its top-k slice scores
 (k = `TOP_FRACTION` of the sampled slices), trained towards positive. The network stays a slice
 classifier (same export, same gateway); only the loss changes. `--mil` in train.py and crossval.py.
-The bags replace train.py's edge-slice weights, and the loss averages negatives and bags
+The bags replace prepare.py's edge-slice weights, and the loss averages negatives and bags
 separately, so both classes weigh the same and no class weights are needed.
 """
 
@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.train import SCAN_TOP_FRACTION, Prepared, scan_verdicts
+from training import evaluate as ev
+from training.checkpoints import transfer_backbone
+from training.errors import TrainingError
+from training.prepare import Prepared
+from training.scan_eval import SCAN_TOP_FRACTION, binary_auc, scan_verdicts
 
 BAG_SLICES = 16  # slices sampled from a positive scan per bag (scans hold 20-40 slices)
 BAGS_PER_STEP = 2
@@ -23,7 +27,7 @@ TOP_FRACTION = SCAN_TOP_FRACTION  # a bag is scored like the served scan-level r
 def positive_bags(p: Prepared, pos: int) -> list[np.ndarray]:
     """Training-slice indices of each positive scan."""
     if p.scans_train is None:
-        raise SystemExit("--mil needs scan ids (a task grouped by scan)")
+        raise TrainingError("--mil needs scan ids (a task grouped by scan)")
     bags = []
     for scan in np.unique(p.scans_train):
         idx = np.flatnonzero(p.scans_train == scan)
@@ -70,7 +74,7 @@ def fit_mil(
     *,
     pos: int,
 ):
-    """Same contract as train.fit: returns the model and a Keras-style history dict. With
+    """Same contract as fit.fit: returns the model and a Keras-style history dict. With
     `keep_best` False: exactly `epochs` epochs, validation never looked at. Else the best
     epoch is the one with the lowest MIL objective on the validation scans (whole scans as bags):
     slice AUC would reward scoring a stroke scan's lesion-free slices high, which is what MIL
@@ -79,7 +83,6 @@ def fit_mil(
     import tensorflow as tf
 
     from training.models import augmenter, build
-    from training.train import transfer_backbone
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -143,8 +146,6 @@ def fit_mil(
 
 def _validate(model, xval: np.ndarray, p: Prepared, pos: int) -> tuple[float, float, float]:
     """Validation MIL objective, slice AUC and scan AUC of the current weights."""
-    from training import evaluate as ev
-
     logits = model.predict(xval, batch_size=64, verbose=0)
     scores = logits[:, pos] - logits[:, 1 - pos]
     positive = p.y_val == pos
@@ -155,8 +156,6 @@ def _validate(model, xval: np.ndarray, p: Prepared, pos: int) -> tuple[float, fl
 
 def validation_objective(scores: np.ndarray, positive: np.ndarray, scans: np.ndarray) -> float:
     """`mil_loss` on validation data, each positive scan one bag of all its slices."""
-    from training import evaluate as ev
-
     neg = np.logaddexp(0.0, scores[~positive]).mean() if (~positive).any() else 0.0
     _, tops = ev.aggregate_scans(scores[positive], scans[positive], TOP_FRACTION)
     pos = np.logaddexp(0.0, -tops).mean() if len(tops) else 0.0
@@ -164,11 +163,7 @@ def validation_objective(scores: np.ndarray, positive: np.ndarray, scans: np.nda
 
 
 def _scan_auc(scores: np.ndarray, positive: np.ndarray, scans: np.ndarray | None) -> float:
-    from training import evaluate as ev
-
     if scans is None:
         return float("nan")
     agg, truth = scan_verdicts(scores, positive, scans)
-    if len(set(truth)) < 2:
-        return float("nan")
-    return float(ev.auc(truth.astype(int), np.stack([-agg, agg], axis=1)))
+    return binary_auc(truth, agg)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from training.errors import TrainingError
+
 # BatchNorm statistics adapt within ~50 steps instead of Keras's default ~500 (momentum 0.99),
 # so short runs (the architecture comparison, small datasets) evaluate with settled statistics.
 BN_MOMENTUM = 0.9
@@ -169,9 +171,8 @@ def build(arch: str, size: int, channels: int, n_classes: int):
             return brain_crop_mirror(size, channels, n_classes, int(crop))
         return ARCHITECTURES[name](size, channels, n_classes)
     except KeyError:
-        raise SystemExit(
-            f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}"
-        ) from None
+        known = ", ".join(ARCHITECTURES)
+        raise TrainingError(f"unknown architecture {arch!r}; known: {known}") from None
 
 
 def augmenter(seed: int):

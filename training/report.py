@@ -7,6 +7,7 @@ import platform
 from pathlib import Path
 
 from training import evaluate as ev
+from training.tables import markdown_table
 
 
 def _fmt(x) -> str:
@@ -14,11 +15,27 @@ def _fmt(x) -> str:
 
 
 def _per_class_table(metrics: dict) -> str:
-    rows = "".join(
-        f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |\n"
-        for lab, m in metrics["per_class"].items()
+    return markdown_table(
+        ["class", "precision", "recall", "F1", "support"],
+        [
+            [lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+            for lab, m in metrics["per_class"].items()
+        ],
     )
-    return "| class | precision | recall | F1 | support |\n| --- | --- | --- | --- | --- |\n" + rows
+
+
+def _metrics_table(metrics: dict, ci_unit: str) -> str:
+    lo, hi = metrics["auc_ci95"]
+    lat = metrics["latency_batch1"]
+    rows = [
+        ("accuracy", f"{metrics['accuracy']:.4f}"),
+        ("macro F1", f"{metrics['macro_f1']:.4f}"),
+        ("ROC AUC", f"{metrics['auc']:.4f} (95% CI {lo:.3f}–{hi:.3f}, bootstrap over {ci_unit})"),
+        ("ECE (15 bins)", f"{metrics['ece']:.4f} (before scaling {metrics['ece_before']:.4f})"),
+        ("temperature", f"{metrics['temperature']:.3f}"),
+        ("latency, batch 1, CPU", f"{lat['median_ms']:.2f} ms median, {lat['p95_ms']:.2f} ms p95"),
+    ]
+    return markdown_table(["metric", "value"], rows)
 
 
 def _binary_section(metrics: dict, labels: list[str]) -> str:
@@ -31,10 +48,12 @@ def _binary_section(metrics: dict, labels: list[str]) -> str:
         f"`positive` = P({pos}) >= **{op['threshold']:.4f}**, "
         f"chosen on validation as the highest threshold reaching sensitivity >= "
         f"{ev.TARGET_SENSITIVITY}.\n\n"
-        "| sensitivity | specificity | PPV | NPV | TP | FN | TN | FP |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-        f"| {op['sensitivity']:.3f} | {op['specificity']:.3f} | {op['ppv']:.3f} | {op['npv']:.3f} "
-        f"| {op['tp']} | {op['fn']} | {op['tn']} | {op['fp']} |\n"
+    ) + markdown_table(
+        ["sensitivity", "specificity", "PPV", "NPV", "TP", "FN", "TN", "FP"],
+        [
+            [f"{op[k]:.3f}" for k in ("sensitivity", "specificity", "ppv", "npv")]
+            + [op[k] for k in ("tp", "fn", "tn", "fp")]
+        ],
     )
     if "scan_level" in metrics:
         s = metrics["scan_level"]
@@ -52,16 +71,15 @@ def _members_section(metrics: dict) -> str:
     members = metrics.get("members")
     if not members:
         return ""
-    rows = "".join(
-        f"| {m['arch']} | {m['size']} | `{m.get('command') or 'unknown'}` | "
-        + (f"[report]({m['report']}/report.md)" if m.get("report") else "-")
-        + " |\n"
+    rows = [
+        [m["arch"], m["size"], f"`{m.get('command') or 'unknown'}`"]
+        + [f"[report]({m['report']}/report.md)" if m.get("report") else "-"]
         for m in members
-    )
+    ]
     return (
         "\n## Ensemble members\nThe served model averages these members' logits (a member "
         "with a smaller input gets the image resized in the graph); each was trained on this "
-        "split.\n\n| arch | size | training command | member report |\n|---|---|---|---|\n" + rows
+        "split.\n\n" + markdown_table(["arch", "size", "training command", "member report"], rows)
     )
 
 
@@ -77,8 +95,6 @@ def write_report(
     (report_dir / "split.json").write_text(json.dumps(p.split_files))
     (report_dir / "audit.md").write_text(p.audit_md)
     (report_dir / "history.json").write_text(json.dumps(history))
-    lo, hi = metrics["auc_ci95"]
-    lat = metrics["latency_batch1"]
     ci_unit = "scans" if p.scans_val is not None else "images"
     body = (
         f"# {task.name} — model version {version_dir.name}\n\n"
@@ -90,13 +106,7 @@ def write_report(
         f"[split.json](split.json) for the exact files on each side.\n\n"
         f"```json\n{json.dumps(p.split_summary, indent=2)}\n```\n\n"
         f"## Validation metrics (calibrated)\n"
-        f"| metric | value |\n|---|---|\n| accuracy | {metrics['accuracy']:.4f} |\n"
-        f"| macro F1 | {metrics['macro_f1']:.4f} |\n"
-        f"| ROC AUC | {metrics['auc']:.4f} (95% CI {lo:.3f}–{hi:.3f}, bootstrap over {ci_unit}) |\n"
-        f"| ECE (15 bins) | {metrics['ece']:.4f} (before scaling {metrics['ece_before']:.4f}) |\n"
-        f"| temperature | {metrics['temperature']:.3f} |\n"
-        f"| latency, batch 1, CPU | {lat['median_ms']:.2f} ms median, "
-        f"{lat['p95_ms']:.2f} ms p95 |\n\n"
+        f"{_metrics_table(metrics, ci_unit)}\n"
         f"{_per_class_table(metrics)}"
         f"{_binary_section(metrics, p.labels)}"
         f"{_members_section(metrics)}\n"

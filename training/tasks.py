@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.errors import TrainingError
+
 _STROKE_SCAN = re.compile(r"^(\d+)\s*\(\d+\)")
 
 
@@ -128,4 +130,4 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASK_SPECS[name]
     except KeyError:
-        raise SystemExit(f"unknown task {name!r}; known: {', '.join(TASK_SPECS)}") from None
+        raise TrainingError(f"unknown task {name!r}; known: {', '.join(TASK_SPECS)}") from None

@@ -11,7 +11,9 @@ import pytest
 
 from tests.fixtures.common import PYTHON, REPO
 from tests.training.test_training_e2e import _kaggle_spine_folder, tiny_spine_training
+from training.checkpoints import read_meta
 from training.ensemble import average_model, check_members
+from training.errors import TrainingError
 
 LABELS = ["fracture", "normal"]
 
@@ -23,14 +25,14 @@ def _meta(**overrides) -> dict:
 
 def test_check_members_refuses_other_splits_labels_and_channels():
     check_members([_meta(), _meta(size=24)], seed=7, labels=LABELS)
-    with pytest.raises(SystemExit, match="split seed 8"):
+    with pytest.raises(TrainingError, match="split seed 8"):
         check_members([_meta(), _meta(split_seed=8)], seed=7, labels=LABELS)
-    with pytest.raises(SystemExit, match="labels"):
+    with pytest.raises(TrainingError, match="labels"):
         check_members([_meta(labels=["normal", "fracture"])], seed=7, labels=LABELS)
     unrecorded = {k: v for k, v in _meta().items() if k != "split_seed"}
-    with pytest.raises(SystemExit, match="lacks"):
+    with pytest.raises(TrainingError, match="lacks"):
         check_members([unrecorded], seed=7, labels=LABELS)
-    with pytest.raises(SystemExit, match="channels"):
+    with pytest.raises(TrainingError, match="channels"):
         check_members([_meta(), _meta(channels=3)], seed=7, labels=LABELS)
 
 
@@ -77,7 +79,7 @@ def test_two_members_assembled_exported_and_reported(tmp_path):
         assert f"--size {size}" in report
     card = (version_dir / "model_card.md").read_text()
     assert "python -m training.ensemble" in card
-    meta = json.loads((ckpts / "spine-fracture-plain_cnn-32.weights.json").read_text())
+    meta = read_meta(ckpts / "spine-fracture-plain_cnn-32.weights.h5")
     assert meta["split_seed"] == 1337 and meta["labels"] == LABELS  # not the init seed
     assert "--init-seed 3" in meta["command"]
     first = json.loads((reports / "spine-fracture" / "v1" / "split.json").read_text())

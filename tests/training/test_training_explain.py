@@ -60,7 +60,8 @@ def _trained_model(x, y, seed: int = 0):
 def _export(model, root, flip_tta: bool):
     import tensorflow as tf
 
-    from training.export import build_info, export_model, top_fraction_scan_rule
+    from training.export import build_info, export_model
+    from training.scan_eval import top_fraction_scan_rule
 
     info = build_info(
         "brain-stroke",

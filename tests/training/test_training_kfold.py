@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from training.audit import run_audit
+from training.errors import TrainingError
 from training.split import grouped_kfold
 from training.tasks import get_task
 
@@ -66,7 +67,7 @@ def test_folds_are_seeded(stroke_audit):
 
 
 def test_threshold_of_a_fold_is_chosen_on_the_other_folds():
-    from training.crossval import repeat_summary
+    from training.kfold_report import repeat_summary
 
     # two folds, one slice per scan; fold 0's threshold comes from fold 1's stroke scan (0.9),
     # fold 1's from fold 0's (0.3): thresholds chosen on the folds themselves would be 0.3 and
@@ -103,22 +104,22 @@ def test_brain_crop_model_builds_at_its_crop_size():
     assert model.input_shape == (None, 128, 128, 1)
     assert model.get_layer("brain_crop").output.shape[1:3] == (40, 40)
     assert model(np.zeros((1, 128, 128, 1), np.float32)).shape == (1, 2)
-    with pytest.raises(SystemExit):
+    with pytest.raises(TrainingError, match="unknown architecture"):
         build("plain_cnn@40", 128, 1, 2)
 
 
 def test_neighbours_follow_the_slice_order_within_a_scan(stroke_audit):
-    from training.crossval import neighbour_index, with_neighbours
-    from training.train import _slice_number
+    from training.kfold import neighbour_index, with_neighbours
+    from training.prepare import slice_number
 
     records = stroke_audit.records
     nb = neighbour_index(records)
     for i, r in enumerate(records):
         below, above = records[nb[i, 0]], records[nb[i, 2]]
         assert below.scan == r.scan == above.scan
-        n = _slice_number(r.path.name)
-        assert _slice_number(below.path.name) in (n - 1, n)  # n: the scan's first slice
-        assert _slice_number(above.path.name) in (n + 1, n)
+        n = slice_number(r.path.name)
+        assert slice_number(below.path.name) in (n - 1, n)  # n: the scan's first slice
+        assert slice_number(above.path.name) in (n + 1, n)
     x = np.arange(len(records), dtype=np.uint8)[:, None, None, None] * np.ones(
         (1, 2, 2, 1), np.uint8
     )

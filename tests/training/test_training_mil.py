@@ -11,8 +11,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from training import mil
+from training.errors import TrainingError
+from training.fit import fit_for
+from training.prepare import Prepared, prepare
 from training.tasks import get_task
-from training.train import fit_for, prepare
 
 STROKE = get_task("brain-stroke")
 
@@ -119,13 +121,11 @@ def test_mil_training_learns_a_lesion_on_few_slices(stroke_folder):
 
 
 def test_mil_refuses_a_task_without_scans():
-    with pytest.raises(SystemExit, match="grouped by scan"):
+    with pytest.raises(TrainingError, match="grouped by scan"):
         fit_for(get_task("brain-tumor"), None, mil=True, arch="plain_cnn")
 
 
 def _prepared_stub(y: np.ndarray, scans: np.ndarray):
-    from training.train import Prepared
-
     empty = np.zeros((0,))
     return Prepared(
         labels=["Normal", "Stroke"],
