@@ -3,17 +3,32 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-REQUIREMENTS := pyproject.toml requirements-dev.in gateway/requirements.in training/requirements.in model-server/requirements.in
-STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
+# The direct pins (one .in file per extra) and the locks pip-compile makes of them (`make lock`).
+GATEWAY_IN := gateway/requirements.in
+DEV_IN := $(GATEWAY_IN) training/requirements.in model-server/requirements.in requirements-dev.in
+GATEWAY_LOCK := gateway/requirements.lock
+DEV_LOCK := requirements-dev.lock
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --allow-unsafe --generate-hashes \
+	--no-emit-find-links --no-emit-index-url --strip-extras
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(DEV_LOCK) | sha256sum | cut -c1-12)
+# The edit loop: no process-starting or slow tests, fewer hypothesis examples (tests/conftest.py).
+FAST := -m "not slow and not integration" --hypothesis-profile=fast
+LANES := gateway contract training standin deploy integration
 TASK ?= brain-stroke
 DATA ?=
 ARGS ?=
+LOCK_ARGS ?=
 
-.PHONY: help venv run test lint format train audit protos clean tf-compat
+.PHONY: help venv lock run test test-fast $(addprefix test-,$(LANES)) lint format train audit \
+	protos clean tf-compat
 
 help:
 	@echo "make run     - start the local model server + gateway on :9696 (Ctrl-C stops both)"
-	@echo "make test    - the whole test suite"
+	@echo "make test    - the whole test suite (what CI runs)"
+	@echo "make test-fast - the edit loop: units and fast integration, under a minute"
+	@echo "make test-gateway|contract|training|standin|deploy|integration - one lane"
+	@echo "make venv    - .venv from requirements-dev.lock, the project editable"
+	@echo "make lock    - recompile gateway/requirements.lock and requirements-dev.lock"
 	@echo "make train TASK=brain-stroke|brain-tumor|spine-fracture [DATA=folder] [ARGS=...]"
 	@echo "make audit TASK=... [DATA=folder]   - dataset audit report"
 	@echo "make lint / format / protos / kind-smoke (see docs/kubernetes.md)"
@@ -23,17 +38,32 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): $(REQUIREMENTS)
+# Every package from the hashed lock (pip included), then the project itself without resolving
+# anything (`pip install -e '.[dev]'` also works, unlocked).
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+# Recompile both locks from the .in files (transitive pins stay unless an input needs a change;
+# `make lock LOCK_ARGS=--upgrade` takes the newest). tests/deploy/test_deploy_requirements.py
+# checks each lock is exactly the closure of its inputs.
+lock: venv
+	$(PIP_COMPILE) $(LOCK_ARGS) -o $(GATEWAY_LOCK) $(GATEWAY_IN)
+	$(PIP_COMPILE) $(LOCK_ARGS) -o $(DEV_LOCK) $(DEV_IN)
 
 run: venv
 	$(PY) scripts/run_stack.py
 
 test: venv
 	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q $(FAST)
+
+$(addprefix test-,$(LANES)): test-%: venv
+	$(PY) -m pytest -q tests/$*
 
 lint: venv
 	$(PY) -m ruff check .

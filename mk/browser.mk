@@ -1,5 +1,5 @@
 # The web page's real-browser test (tests/integration/test_browser.py): Debian's chromium driven by Playwright
-# (pinned in requirements-dev.txt; never `playwright install`, which downloads a browser).
+# (pinned in requirements-dev.in; never `playwright install`, which downloads a browser).
 # Included by the top-level Makefile (`-include mk/browser.mk`), which defines PY and `venv`;
 # `browser-deps` needs neither, so CI runs it as `make -f mk/browser.mk browser-deps`.
 

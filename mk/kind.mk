@@ -42,8 +42,8 @@ kind-up: ## create the kind cluster (if absent) with metrics-server for the HPAs
 	fi
 	$(KUBECTL) $(KIND_CTX) -n kube-system rollout status deploy/metrics-server --timeout=180s
 
-images: ## build the gateway and TF Serving images
-	$(DOCKER) build -t $(GATEWAY_IMAGE) gateway
+images: ## build the gateway (context: the repository root) and TF Serving images
+	$(DOCKER) build -f gateway/Dockerfile -t $(GATEWAY_IMAGE) .
 	$(DOCKER) build -t $(TFS_IMAGE) model-server
 
 kind-load: ## copy the local images into the kind nodes

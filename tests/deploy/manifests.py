@@ -5,6 +5,7 @@ Rendering needs `kubectl kustomize` (the tests skip without kubectl); no cluster
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,10 @@ NAMESPACE = "ct-triage"
 MODELS_CONFIG = REPO / "model-server" / "models.config"
 KIND_MK = REPO / "mk" / "kind.mk"
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
+# `$(DOCKER) build [-f Dockerfile] -t $(IMAGE) context` in mk/kind.mk.
+DOCKER_BUILD = re.compile(
+    r"\$\(DOCKER\) build (?:-f (?P<file>\S+) )?-t \$\((?P<image>\w+)\) (?P<context>\S+)\s*$", re.M
+)
 # API groups of CRDs (Prometheus Operator) that kubernetes-validate has no schemas for.
 CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com",)
 
@@ -93,3 +98,17 @@ def memory_bytes(quantity: str) -> float:
         if quantity.endswith(suffix):
             return float(quantity[: -len(suffix)]) * factor
     return float(quantity)
+
+
+def docker_build(dockerfile: str | None, context: str) -> tuple[str, str]:
+    """(Dockerfile, context) as repository paths; docker's default is the context's Dockerfile."""
+    file = dockerfile or os.path.join(context, "Dockerfile")
+    return os.path.normpath(file), os.path.normpath(context)
+
+
+def make_builds() -> dict[str, tuple[str, str]]:
+    """mk/kind.mk's image builds: image variable -> (Dockerfile, context)."""
+    return {
+        m["image"]: docker_build(m["file"], m["context"])
+        for m in DOCKER_BUILD.finditer(KIND_MK.read_text())
+    }

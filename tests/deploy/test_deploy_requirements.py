@@ -1,9 +1,10 @@
-"""The gateway image installs a hashed lock that is exactly requirements.txt plus its dependencies.
+"""Each lock is exactly the closure of its .in files, and every import is declared in its extra.
 
-gateway/requirements.in (direct dependencies) is the input of pip-compile --generate-hashes;
-gateway/requirements.lock is its output, which gateway/Dockerfile installs with --require-hashes
---no-deps. gateway/requirements.txt stays unhashed for the dev environment (requirements-dev.txt
-includes it, and pip refuses a mix of hashed and unhashed requirements), so the three must agree.
+One .in file per extra holds exact pins of direct dependencies; pyproject.toml's extras read them
+and `make lock` compiles them with pip-compile --generate-hashes: gateway/requirements.in alone
+into gateway/requirements.lock (the gateway image installs it with --require-hashes --no-deps),
+all four into requirements-dev.lock (`make venv`). Closures come from the installed metadata, so
+the environment must be the dev lock's (`make venv`).
 """
 
 from __future__ import annotations
@@ -12,41 +13,60 @@ import ast
 import importlib.metadata as metadata
 import re
 import sys
+import tomllib
 
+import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.fixtures.common import REPO
 
-GATEWAY = REPO / "gateway"
+GATEWAY_IN = "gateway/requirements.in"
+TRAINING_IN = "training/requirements.in"
+STANDIN_IN = "model-server/requirements.in"
+DEV_IN = [GATEWAY_IN, TRAINING_IN, STANDIN_IN, "requirements-dev.in"]
+LOCKS = {"gateway/requirements.lock": [GATEWAY_IN], "requirements-dev.lock": DEV_IN}
+# Code folders -> the .in files of the extra they run under.
+DECLARED_IN = {
+    ("gateway", "ct_contract"): [GATEWAY_IN],
+    ("training",): [TRAINING_IN],
+    ("model-server/ct_standin",): [STANDIN_IN],
+    ("tests", "scripts", "benchmarks", "ct_local"): DEV_IN,
+}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
-def pins(path) -> dict[str, str]:
-    found = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line or line.startswith("--hash"):
-            continue
-        match = PIN.match(line)
-        assert match, f"{path.name}: not an exact pin: {line!r}"
-        found[canonicalize_name(match[1])] = match[2]
+def pins(*paths: str) -> dict[str, str]:
+    """Exact pins of .in files (a package pinned in two files must have one version)."""
+    found: dict[str, str] = {}
+    for path in paths:
+        for line in (REPO / path).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            match = PIN.match(line)
+            assert match, f"{path}: not an exact pin: {line!r}"
+            name = canonicalize_name(match[1])
+            assert found.setdefault(name, match[2]) == match[2], f"{name}: two versions"
     return found
 
 
-def lock_entries() -> dict[str, tuple[str, list[str]]]:
-    text = (GATEWAY / "requirements.lock").read_text()
+def lock_entries(path: str) -> dict[str, tuple[str, list[str]]]:
     entries = {}
-    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+    for block in re.split(r"\n(?=[A-Za-z0-9])", (REPO / path).read_text()):
         block = "\n".join(ln for ln in block.splitlines() if not ln.lstrip().startswith("#"))
         if not block.strip():
             continue
         match = PIN.match(block)
-        assert match, f"requirements.lock: unexpected entry {block[:80]!r}"
+        assert match, f"{path}: unexpected entry {block[:80]!r}"
         hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", block)
         entries[canonicalize_name(match[1])] = (match[2], hashes)
     return entries
+
+
+def locked(path: str) -> dict[str, str]:
+    return {name: version for name, (version, _) in lock_entries(path).items()}
 
 
 def dependency_closure(roots: set[str]) -> set[str]:
@@ -65,46 +85,86 @@ def dependency_closure(roots: set[str]) -> set[str]:
     return seen
 
 
-def imported_top_level_modules() -> set[str]:
+def first_party() -> set[str]:
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {name.split(".")[0] for name in packages["packages"]} | {"tests", "__future__"}
+
+
+def imported_third_party(folders: tuple[str, ...]) -> set[str]:
     modules = set()
-    for path in [*GATEWAY.glob("*.py"), *(REPO / "ct_contract").glob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                modules |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules.add(node.module.split(".")[0])
-    return modules - set(sys.stdlib_module_names) - {"gateway", "ct_contract", "__future__"}
+    for folder in folders:
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+    return modules - set(sys.stdlib_module_names) - first_party()
 
 
-def test_requirements_in_and_txt_pin_the_same_direct_dependencies():
-    assert pins(GATEWAY / "requirements.in") == pins(GATEWAY / "requirements.txt")
+def test_pyproject_extras_read_the_in_files_the_locks_are_compiled_from():
+    dynamic = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["dynamic"]
+    extras = {name: spec["file"] for name, spec in dynamic["optional-dependencies"].items()}
+    assert extras == {
+        "gateway": [GATEWAY_IN],
+        "training": [TRAINING_IN],
+        "standin": [STANDIN_IN],
+        "dev": DEV_IN,
+    }
 
 
-def test_every_locked_package_is_pinned_with_hashes():
-    entries = lock_entries()
-    text = (GATEWAY / "requirements.lock").read_text()
+@pytest.mark.parametrize("lock", LOCKS)
+def test_every_locked_package_is_pinned_with_hashes(lock):
+    text = (REPO / lock).read_text()
     assert not re.search(r"^\s*(-e|--index-url|--extra-index-url|--find-links|-f)\b", text, re.M)
-    for name, (version, hashes) in entries.items():
-        assert hashes, f"{name}=={version} has no --hash"
+    for name, (version, hashes) in lock_entries(lock).items():
+        assert hashes, f"{lock}: {name}=={version} has no --hash"
 
 
-def test_lock_is_the_direct_pins_plus_their_dependencies():
-    direct = pins(GATEWAY / "requirements.txt")
-    locked = {name: version for name, (version, _) in lock_entries().items()}
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_is_compiled_by_make_lock_from_its_inputs(lock):
+    header = re.search(r"^#\s+pip-compile (.*)$", (REPO / lock).read_text(), re.M)
+    assert header, f"{lock}: no pip-compile command in its header"
+    words = header[1].split()
+    assert f"--output-file={lock}" in words
+    assert sorted(w for w in words if not w.startswith("-")) == sorted(LOCKS[lock])
+    for option in ("--generate-hashes", "--allow-unsafe", "--strip-extras"):
+        assert option in words, f"{lock}: compiled without {option} (use `make lock`)"
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_lock_is_exactly_the_direct_pins_plus_their_dependencies(lock):
+    direct = pins(*LOCKS[lock])
+    versions = locked(lock)
     for name, version in direct.items():
-        assert locked.get(name) == version, f"{name}: lock {locked.get(name)} != txt {version}"
-    # The dev environment installs requirements.txt, so its metadata has the same closure.
+        assert versions.get(name) == version, f"{name}: {lock} {versions.get(name)} != {version}"
     closure = dependency_closure(set(direct))
-    assert set(locked) == closure, (
-        f"missing from the lock: {sorted(closure - set(locked))}; "
-        f"not needed: {sorted(set(locked) - closure)} (re-run pip-compile, requirements.in)"
+    assert set(versions) == closure, (
+        f"missing from {lock}: {sorted(closure - set(versions))}; "
+        f"not needed: {sorted(set(versions) - closure)} (run `make lock`)"
     )
 
 
-def test_every_package_the_gateway_imports_is_a_direct_dependency():
-    direct = set(pins(GATEWAY / "requirements.txt"))
+def test_this_environment_is_the_dev_lock():
+    """What the closures above are computed from (`make venv` installs the dev lock)."""
+    for name, version in locked("requirements-dev.lock").items():
+        installed = metadata.version(name)
+        assert installed == version, f"{name} {installed} installed, {version} locked: make venv"
+
+
+def test_the_dev_lock_has_the_gateway_images_versions():
+    dev = locked("requirements-dev.lock")
+    for name, version in locked("gateway/requirements.lock").items():
+        assert dev.get(name) == version, f"{name}: the tests would not run the image's version"
+
+
+@pytest.mark.parametrize("folders", DECLARED_IN, ids=",".join)
+def test_every_imported_package_is_declared_in_its_extra(folders):
+    declared = set(pins(*DECLARED_IN[folders]))
     owners = metadata.packages_distributions()
-    for module in imported_top_level_modules():
+    for module in sorted(imported_third_party(folders)):
         dists = {canonicalize_name(d) for d in owners.get(module, [])}
-        assert dists, f"gateway imports {module!r}, which no installed distribution provides"
-        assert dists & direct, f"gateway imports {module!r} ({sorted(dists)}): declare it"
+        assert dists, f"{folders} import {module!r}, which no installed distribution provides"
+        assert dists & declared, (
+            f"{folders} import {module!r} ({sorted(dists)}): pin it in {DECLARED_IN[folders]}"
+        )

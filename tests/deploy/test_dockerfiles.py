@@ -30,6 +30,19 @@ from tests.deploy.dockerfiles import (
 from tests.fixtures.common import REPO
 
 
+def first_party_imports(*packages: Path) -> set[str]:
+    """Top-level names the packages import that are folders of this repository."""
+    names = set()
+    for package in packages:
+        for path in package.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return {name for name in names if (REPO / name).is_dir()}
+
+
 def assert_non_root(dockerfile: Path) -> None:
     (user,) = args_of(dockerfile, "USER")
     values = build_args(dockerfile)
@@ -61,19 +74,33 @@ def test_gateway_image_runs_the_package_as_non_root_on_its_port():
     assert entrypoint(dockerfile) == ["python", "-m", "gateway"]
     assert (GATEWAY / "__main__.py").is_file()
     copies = args_of(dockerfile, "COPY")
-    assert "requirements.lock /app/requirements.lock" in copies
-    assert ". /app/gateway/" in copies
+    assert "gateway/requirements.lock /app/requirements.lock" in copies
+    # WORKDIR /app: `python -m gateway` imports both packages from there.
+    assert "ct_contract/ /app/ct_contract/" in copies
+    assert "gateway/ /app/gateway/" in copies
     (install,) = [run for run in args_of(dockerfile, "RUN") if "pip install" in run]
     for option in ("--require-hashes", "--no-deps", "-r /app/requirements.lock"):
         assert option in install, f"the image installs the hashed lock only: {option} missing"
 
 
 def test_gateway_image_installs_no_tensorflow():
-    for name in ("requirements.txt", "requirements.in", "requirements.lock"):
+    for name in ("requirements.in", "requirements.lock"):
         requirements = (GATEWAY / name).read_text().lower()
         assert not re.search(r"^\s*(tensorflow|tf-|keras)", requirements, re.M), name
-    ignored = dockerignore(GATEWAY)
-    assert "**/__pycache__" in ignored and "Dockerfile" in ignored
+
+
+def test_gateway_context_is_the_repository_root_holding_only_what_the_image_copies():
+    """docker build -f gateway/Dockerfile . (mk/kind.mk, release.yml): the root .dockerignore
+    excludes everything but the COPY sources, and those are every first-party package the
+    gateway imports."""
+    ignored = dockerignore(REPO)
+    assert ignored[0] == "*", "the context must exclude everything (tests, models, .venv) first"
+    kept = {line[1:].rstrip("/") for line in ignored if line.startswith("!")}
+    sources = {copy.split()[0].rstrip("/") for copy in args_of(GATEWAY / "Dockerfile", "COPY")}
+    assert {source.split("/")[0] for source in sources} == kept
+    assert first_party_imports(GATEWAY, REPO / "ct_contract") == {"gateway", "ct_contract"}
+    assert "**/__pycache__" in ignored and "gateway/Dockerfile" in ignored
+    assert not (GATEWAY / ".dockerignore").exists(), "unused: the context is the repository root"
 
 
 # --- model server ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""The gateway runs from gateway/requirements.txt alone: a fresh virtualenv without TensorFlow.
+"""The gateway runs from gateway/requirements.lock alone: a fresh virtualenv without TensorFlow.
 
-The virtualenv is built once per requirements file (build/gateway-venv-<hash>/) from a wheelhouse
-(build/gateway-wheels/, filled by `pip download`), so a second run needs no network and a changed
-pin downloads only what is new. Only the gateway/ folder is copied next to it, as in its Docker
-image, so the gateway cannot import anything else from the repository either.
+The virtualenv is built once per lock (build/gateway-venv-<hash>/), as the image installs it
+(--require-hashes --no-deps), from a wheelhouse (build/gateway-wheels/, filled by `pip download`),
+so a second run needs no network and a changed pin downloads only what is new. Only gateway/ and
+ct_contract/ are copied next to it, as in its Docker image, so the gateway cannot import anything
+else from the repository either.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from tests.fixtures.gateway import GatewayProcess, gateway_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REQUIREMENTS = REPO / "gateway" / "requirements.txt"
+REQUIREMENTS = REPO / "gateway" / "requirements.lock"
+# What gateway/Dockerfile copies into the image (tests/deploy/test_dockerfiles.py checks it).
+IMAGE_PACKAGES = ("gateway", "ct_contract")
 BUILD = REPO / "build"
 WHEELHOUSE = BUILD / "gateway-wheels"
 VENV_PREFIX = "gateway-venv-"
@@ -90,11 +93,12 @@ def _index_unreachable() -> str | None:
 
 
 def _install(python: Path) -> None:
-    """Install the requirements from the wheelhouse, downloading into it first when needed."""
-    offline = ["install", "--no-index", "--find-links", str(WHEELHOUSE), "-r", str(REQUIREMENTS)]
+    """Install the lock from the wheelhouse, downloading into it first when needed."""
+    lock = ["--require-hashes", "--no-deps", "-r", str(REQUIREMENTS)]
+    offline = ["install", "--no-index", "--find-links", str(WHEELHOUSE), *lock]
     if _pip(python, *offline).returncode == 0:
         return
-    download = _pip(python, "download", "--dest", str(WHEELHOUSE), "-r", str(REQUIREMENTS))
+    download = _pip(python, "download", "--dest", str(WHEELHOUSE), *lock)
     if download.returncode != 0:
         unreachable = _index_unreachable()
         if unreachable:
@@ -120,7 +124,7 @@ def _build_venv(target: Path) -> None:
 
 @pytest.fixture(scope="module")
 def gateway_python() -> Path:
-    """The Python of a virtualenv holding gateway/requirements.txt and nothing else."""
+    """The Python of a virtualenv holding gateway/requirements.lock and nothing else."""
     BUILD.mkdir(exist_ok=True)
     WHEELHOUSE.mkdir(exist_ok=True)
     target = BUILD / f"{VENV_PREFIX}{_venv_key()}"
@@ -133,11 +137,12 @@ def gateway_python() -> Path:
 
 @pytest.fixture(scope="module")
 def gateway_copy(tmp_path_factory) -> Path:
-    """A folder holding only gateway/ (what the Docker image copies), to run the gateway from."""
+    """A folder holding only what the Docker image copies, to run the gateway from."""
     root = tmp_path_factory.mktemp("gateway-only")
-    shutil.copytree(
-        REPO / "gateway", root / "gateway", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    for package in IMAGE_PACKAGES:
+        shutil.copytree(
+            REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     return root
 
 
