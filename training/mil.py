@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ct_contract import scan_rule
 from training import evaluate as ev
 from training.checkpoints import transfer_backbone
 from training.errors import TrainingError
@@ -52,7 +53,7 @@ def mil_loss(scores, n_neg: int, n_bags: int):
     """Mean BCE of negative slices plus mean BCE of bag scores (top-k mean of slice scores)."""
     import tensorflow as tf
 
-    k = max(1, int(round(TOP_FRACTION * BAG_SLICES)))
+    k = scan_rule.top_count(BAG_SLICES, TOP_FRACTION)
     neg_loss = tf.reduce_mean(tf.nn.softplus(scores[:n_neg]))  # -log(1 - sigmoid(s))
     bag_scores = tf.reshape(scores[n_neg:], (n_bags, BAG_SLICES))
     top = tf.reduce_mean(tf.math.top_k(bag_scores, k=k).values, axis=1)

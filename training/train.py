@@ -12,8 +12,6 @@ import argparse
 import sys
 
 from training import cli
-from training.paths import CHECKPOINTS  # noqa: F401  (benchmarks/stroke_probes.py imports it here)
-from training.scan_eval import SCAN_TOP_FRACTION  # noqa: F401  (ditto)
 
 RECIPE = ("--arch", "--size", "--epochs", "--seed", "--lr", "--init-from", "--flip-tta", "--mil")
 RUN = ("--max-per-class", "--models-root", "--reports-root", "--checkpoints-dir")
