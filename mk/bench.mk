@@ -1,4 +1,4 @@
-# `make bench`: one run of benchmarks/bench.py, side by side: the bare forward pass, the model
+# `make bench`: one run of benchmarks/bench.py (a thin script over ct_local.bench), side by side: the bare forward pass, the model
 # server alone over gRPC, the gateway at concurrency 1/4/16/32, a 30-slice series, gateway memory
 # and start time, and the issue's targets as ratios (docs/benchmarks.md says how to read them).
 # Prints one markdown table and writes $(BENCH_OUT)/latest.json and latest.md; about 2-3 minutes.

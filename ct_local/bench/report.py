@@ -60,63 +60,71 @@ def errors_text(errors: dict | None) -> str:
     return str(sum(errors.values())) + (f" ({', '.join(errors)})" if errors else "")
 
 
-def markdown(out: dict) -> str:
-    rows = []
-
-    def row(name, fig, rate, errors=None, load_avg=None):
-        load_text = fmt((load_avg or fig.get("load") or [None])[0], 2)
-        rows.append(
-            f"| {name} | {fig.get('n', '–')} | {fmt(fig.get('p50_ms'))} | {fmt(fig.get('p95_ms'))}"
-            f" | {fmt(fig.get('p99_ms'))} | {rate} | {errors_text(errors)} | {load_text} |"
-        )
-
-    bare = out["bare"]
-    row("bare forward pass, batch 1", bare["batch1"], f"{bare['batch1']['images_per_s']} img/s")
-    row(
-        f"bare forward pass, batch {BATCH} (per call)",
-        bare["batch16"],
-        f"{bare['batch16']['images_per_s']} img/s",
+def row(name: str, fig: dict, rate: str, errors: dict | None = None, load_avg=None) -> str:
+    """One measurement row: n, p50/p95/p99, the rate, errors and the 1-minute load."""
+    load_text = fmt((load_avg or fig.get("load") or [None])[0], 2)
+    return (
+        f"| {name} | {fig.get('n', '–')} | {fmt(fig.get('p50_ms'))} | {fmt(fig.get('p95_ms'))}"
+        f" | {fmt(fig.get('p99_ms'))} | {rate} | {errors_text(errors)} | {load_text} |"
     )
-    grpc = out["grpc"]
-    row("model server gRPC Predict, concurrency 1", grpc["c1"], f"{grpc['c1']['req_per_s']} req/s")
-    row(
-        "model server gRPC Predict, concurrency 16",
-        grpc["c16"],
-        f"{grpc['c16']['req_per_s']} req/s",
-        grpc["c16"]["errors"],
-    )
-    for c in LEVELS:
-        fig = out["gateway"][f"c{c}"]
+
+
+def direct_rows(out: dict) -> list[str]:
+    """The bare forward pass and the model server over gRPC."""
+    bare, grpc = out["bare"], out["grpc"]
+    return [
         row(
-            f"gateway multipart JPEG, concurrency {c}",
-            fig,
-            f"{fig['req_per_s']} req/s",
-            fig["errors"],
-        )
+            "bare forward pass, batch 1", bare["batch1"], f"{bare['batch1']['images_per_s']} img/s"
+        ),
+        row(
+            f"bare forward pass, batch {BATCH} (per call)",
+            bare["batch16"],
+            f"{bare['batch16']['images_per_s']} img/s",
+        ),
+        row(
+            "model server gRPC Predict, concurrency 1",
+            grpc["c1"],
+            f"{grpc['c1']['req_per_s']} req/s",
+        ),
+        row(
+            "model server gRPC Predict, concurrency 16",
+            grpc["c16"],
+            f"{grpc['c16']['req_per_s']} req/s",
+            grpc["c16"]["errors"],
+        ),
+    ]
+
+
+def gateway_rows(out: dict) -> list[str]:
+    """Every concurrency level, the stalled-uploads level and the series."""
+    levels = [(f"gateway multipart JPEG, concurrency {c}", out["gateway"][f"c{c}"]) for c in LEVELS]
     if "c16_stalled" in out["gateway"]:
-        fig = out["gateway"]["c16_stalled"]
-        row(
-            f"gateway multipart JPEG, concurrency 16, {STALLED} stalled uploads open",
-            fig,
-            f"{fig['req_per_s']} req/s",
-            fig["errors"],
-        )
+        name = f"gateway multipart JPEG, concurrency 16, {STALLED} stalled uploads open"
+        levels.append((name, out["gateway"]["c16_stalled"]))
+    rows = [row(name, fig, f"{fig['req_per_s']} req/s", fig["errors"]) for name, fig in levels]
     series = out["series"]
-    row(
-        f"{series['slices']}-slice series (scan {series['scan']}), multipart",
-        series,
-        f"{series['slices_per_s']} slices/s",
-        {},
+    rows.append(
+        row(
+            f"{series['slices']}-slice series (scan {series['scan']}), multipart",
+            series,
+            f"{series['slices_per_s']} slices/s",
+            {},
+        )
     )
+    return rows
+
+
+def start_and_memory_rows(out: dict) -> list[str]:
     start = out["start"]
-    for probe in ("healthz", "readyz"):
-        fig = start[probe]
+    rows = [
         row(
             f"gateway start: spawn -> /{probe} 200",
-            fig,
-            f"max {fig['max_ms']:.0f} ms",
+            start[probe],
+            f"max {start[probe]['max_ms']:.0f} ms",
             load_avg=start["load"],
         )
+        for probe in ("healthz", "readyz")
+    ]
     for snapshot, when in (("memory_after_load", "load"), ("memory_after_series", "series")):
         mem = out[snapshot]
         worst = max(mem["workers"].values(), key=lambda m: m["rss"])
@@ -125,9 +133,13 @@ def markdown(out: dict) -> str:
             f"| – | – | RSS {worst['rss']:.1f} MiB, PSS {worst.get('pss', 0):.1f} MiB, "
             f"USS {worst.get('uss', 0):.1f} MiB | – | {fmt(mem['load'][0], 2)} |"
         )
-    lines = [
-        f"### make bench, {out['started']} (commit {out['commit']})",
-        "",
+    return rows
+
+
+def context(out: dict) -> str:
+    """The paragraph under the title: machine, load, model, servers and load generator."""
+    bare = out["bare"]
+    return (
         f"{out['host']['cpus']} CPUs shared with other work; load average (1/5/15 min) "
         f"{' '.join(map(str, out['load_start']))} at the start, "
         f"{' '.join(map(str, out['load_end']))} at the end. Model {out['model']['task']} "
@@ -137,11 +149,21 @@ def markdown(out: dict) -> str:
         f"--enable_batching (batching.config). Gateway: {out['gateway_config']['workers']} workers"
         f" x {out['gateway_config']['threads']} threads. Load generator: {out['client']}; "
         f"{out['gateway']['c1']['seconds']:.0f} s per concurrency level, the client used at most "
-        f"{client_share(out):.0%} of one CPU.",
+        f"{client_share(out):.0%} of one CPU."
+    )
+
+
+def markdown(out: dict) -> str:
+    lines = [
+        f"### make bench, {out['started']} (commit {out['commit']})",
+        "",
+        context(out),
         "",
         "| measurement | n | p50 ms | p95 ms | p99 ms | rate / value | errors | load 1 min |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",
-        *rows,
+        *direct_rows(out),
+        *gateway_rows(out),
+        *start_and_memory_rows(out),
         "",
         "| target (same run) | measured | ratio | limit | |",
         "| --- | --- | ---: | --- | --- |",
