@@ -12,6 +12,7 @@ import pytest
 
 from ct_local.smoke.checks import check_prediction
 from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.golden import GOLDEN_FILE
 from ct_local.smoke.inputs import synthetic_png
 from tests.fixtures.common import TINY_MODELS, free_port
 
@@ -23,7 +24,7 @@ from tests.fixtures.smoke import load_smoke, run_smoke  # noqa: F401  (re-export
 def test_smoke_passes_against_the_local_stack(gateway_server, tiny_models_root):
     # training/export.py wrote each tiny version's golden (python -m training.golden's function).
     for task, *_ in TINY_MODELS:
-        assert (tiny_models_root / task / "1" / "smoke_golden.json").is_file()
+        assert (tiny_models_root / task / "1" / GOLDEN_FILE).is_file()
     result = run_smoke(
         "--base-url", gateway_server, "--timeout", "60", "--models-dir", str(tiny_models_root)
     )
