@@ -1,6 +1,7 @@
-"""Every committed model version agrees with its model card and its evaluation report: version
-number, labels, input size and headline figures (version folders are copied and renumbered by
-hand when an experiment is promoted, which is where drift would creep in)."""
+"""Every committed model version agrees with its model card, its evaluation report and its own
+smoke golden file: version number, labels, input size and headline figures (version folders are
+copied and renumbered by hand when an experiment is promoted, which is where drift would creep
+in)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def test_card_and_report_name_the_same_version(task, version):
     assert report.startswith(f"# {task} — model version {version}\n")
     for needed in ("metrics.json", "split.json", "audit.md", "confusion_matrix.png"):
         assert (report_dir / needed).is_file(), needed
+    golden = json.loads((MODELS / task / str(version) / "smoke_golden.json").read_text())
+    assert (golden["task"], golden["version"]) == (task, version)
 
 
 @pytest.mark.parametrize(("task", "version"), VERSIONS)
@@ -63,6 +66,8 @@ def test_card_report_and_model_agree(task, version):
     labels = [s.decode() for s in info[mc.LABELS_KEY].numpy()[0]]
     assert f"- Labels (output order): {', '.join(labels)}\n" in card
     assert list(metrics["per_class"]) == labels
+    golden = json.loads((version_dir / "smoke_golden.json").read_text())
+    assert list(golden["predict"]) == labels
     threshold = float(info[mc.THRESHOLD_KEY].numpy()[0])
     assert threshold == pytest.approx(metrics.get("threshold", -1.0), abs=1e-6)
 

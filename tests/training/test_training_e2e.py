@@ -9,58 +9,19 @@ import subprocess
 import grpc
 import numpy as np
 import pytest
-from PIL import Image
 
 from ct_contract import signatures as mc
 from ct_contract.preprocess import load_model_input
-from tests.fixtures.common import PYTHON, REPO, write_models_config
+from tests.fixtures.common import REPO, write_models_config
 from tests.fixtures.model_server import start_model_server
+from tests.training.spine_data import kaggle_spine_folder, tiny_spine_training
 from training.tasks import get_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _kaggle_spine_folder(root, per_class: int = 6):
-    """The Kaggle 'Spine Fracture Prediction from C.T.' layout: split/class/image, RGB."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for label, shift in (("fracture", 60), ("normal", 0)):
-            folder = root / "cervical fracture" / split / label
-            folder.mkdir(parents=True)
-            for k in range(per_class):
-                base = rng.integers(0, 120, (12, 12, 3), dtype=np.uint8) + shift
-                Image.fromarray(base).resize((224, 224)).save(folder / f"{label}_{k}.png")
-    return root
-
-
-def tiny_spine_training(data, size: str, models, reports, checkpoints, *extra: str) -> list[str]:
-    """The command line of a one-epoch spine-fracture run writing only below the given folders."""
-    return [
-        PYTHON,
-        "-m",
-        "training.train",
-        "--task",
-        "spine-fracture",
-        "--data",
-        str(data),
-        "--epochs",
-        "1",
-        "--size",
-        size,
-        "--batch-size",
-        "4",
-        "--models-root",
-        str(models),
-        "--reports-root",
-        str(reports),
-        "--checkpoints-dir",
-        str(checkpoints),
-        *extra,
-    ]
-
-
 def test_train_export_serve_predict(tmp_path):
-    data = _kaggle_spine_folder(tmp_path / "data")
+    data = kaggle_spine_folder(tmp_path / "data")
     models, reports = tmp_path / "models", tmp_path / "reports"
     cmd = tiny_spine_training(data, "32", models, reports, tmp_path / "checkpoints")
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

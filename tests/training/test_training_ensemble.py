@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures.common import PYTHON, REPO
-from tests.training.test_training_e2e import _kaggle_spine_folder, tiny_spine_training
+from tests.training.spine_data import kaggle_spine_folder, tiny_spine_training
 from training.checkpoints import read_meta
 from training.ensemble import average_model, check_members
 from training.errors import TrainingError
@@ -53,7 +53,7 @@ def test_average_model_is_the_mean_of_the_members_at_their_own_sizes():
 def test_two_members_assembled_exported_and_reported(tmp_path):
     import tensorflow as tf
 
-    data = _kaggle_spine_folder(tmp_path / "data")
+    data = kaggle_spine_folder(tmp_path / "data")
     models, reports, ckpts = tmp_path / "models", tmp_path / "reports", tmp_path / "ckpt"
     outputs = ["--models-root", str(models), "--reports-root", str(reports)]
     for size, init_seed in (("48", "1337"), ("32", "3")):  # members differ in their init seed

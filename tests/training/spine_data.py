@@ -1,0 +1,48 @@
+"""A tiny Kaggle-layout spine-fracture folder and the one-epoch training command the end-to-end
+and ensemble tests run on it."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from tests.fixtures.common import PYTHON
+
+
+def kaggle_spine_folder(root, per_class: int = 6):
+    """The Kaggle 'Spine Fracture Prediction from C.T.' layout: split/class/image, RGB."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label, shift in (("fracture", 60), ("normal", 0)):
+            folder = root / "cervical fracture" / split / label
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                base = rng.integers(0, 120, (12, 12, 3), dtype=np.uint8) + shift
+                Image.fromarray(base).resize((224, 224)).save(folder / f"{label}_{k}.png")
+    return root
+
+
+def tiny_spine_training(data, size: str, models, reports, checkpoints, *extra: str) -> list[str]:
+    """The command line of a one-epoch spine-fracture run writing only below the given folders."""
+    return [
+        PYTHON,
+        "-m",
+        "training.train",
+        "--task",
+        "spine-fracture",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--size",
+        size,
+        "--batch-size",
+        "4",
+        "--models-root",
+        str(models),
+        "--reports-root",
+        str(reports),
+        "--checkpoints-dir",
+        str(checkpoints),
+        *extra,
+    ]
