@@ -142,7 +142,9 @@ def _config_text(root: Path, versions, labels: dict[str, int]) -> str:
 def _rewrite(config: Path, text: str) -> None:
     before = config.stat().st_mtime_ns
     config.write_text(text)
-    while config.stat().st_mtime_ns == before:  # coarse clocks: make the change visible
+    deadline = time.monotonic() + 30
+    while config.stat().st_mtime_ns == before:  # coarse clocks: poll until the change is visible
+        assert time.monotonic() < deadline, f"{config}'s mtime never changed"
         time.sleep(0.01)
         config.write_text(text)
 
