@@ -1,12 +1,11 @@
-"""Hand-written gRPC stubs for the TF Serving methods the gateway calls.
+"""Hand-written gRPC stubs for the TF Serving methods the gateway calls (the client side; the
+server side that tests' fake model servers use is tests/fixtures/tfs_handlers.py).
 
 The messages are our wire-compatible cttriage.tfs subset; the method paths are TF Serving's own,
 so a real tensorflow_model_server and the local stand-in both answer them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import grpc
 
@@ -44,43 +43,3 @@ class ModelServiceStub:
         self.GetModelStatus = _method(
             channel, GET_MODEL_STATUS, pb.GetModelStatusRequest, pb.GetModelStatusResponse
         )
-
-
-# TEMPORARY duplicate of tests/fixtures/tfs_handlers.py (their home: test-only server side) until
-# tests/fixtures/gateway.py imports them from there; then delete from here to the end of the file.
-Handler = Callable[[object, grpc.ServicerContext], object]
-
-
-def prediction_service_handler(
-    predict: Handler, get_model_metadata: Handler
-) -> grpc.GenericRpcHandler:
-    """Server side of PredictionService from two plain functions (request, context) -> response."""
-    return grpc.method_handlers_generic_handler(
-        PREDICTION_SERVICE,
-        {
-            "Predict": _unary(predict, pb.PredictRequest, pb.PredictResponse),
-            "GetModelMetadata": _unary(
-                get_model_metadata, pb.GetModelMetadataRequest, pb.GetModelMetadataResponse
-            ),
-        },
-    )
-
-
-def model_service_handler(get_model_status: Handler) -> grpc.GenericRpcHandler:
-    """Server side of ModelService.GetModelStatus from a plain function."""
-    return grpc.method_handlers_generic_handler(
-        MODEL_SERVICE,
-        {
-            "GetModelStatus": _unary(
-                get_model_status, pb.GetModelStatusRequest, pb.GetModelStatusResponse
-            )
-        },
-    )
-
-
-def _unary(fn: Handler, request_cls: type, response_cls: type) -> grpc.RpcMethodHandler:
-    return grpc.unary_unary_rpc_method_handler(
-        fn,
-        request_deserializer=request_cls.FromString,
-        response_serializer=response_cls.SerializeToString,
-    )
