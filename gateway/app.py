@@ -10,7 +10,7 @@ from werkzeug.routing import BaseConverter
 
 from gateway import auth, canary, intake, logs, metrics, observe, webpage
 from gateway.config import ConfigError, Settings
-from gateway.errors import ServiceUnavailableError, register_error_handlers
+from gateway.errors import ApiError, ServiceUnavailableError, register_error_handlers
 from gateway.service import Gateway
 
 EXTENSION = "ct_gateway"
@@ -59,12 +59,9 @@ def create_asgi_app(settings: Settings | None = None):
     flask_app = create_app(settings)
     tokens = flask_app.extensions[AUTH_EXTENSION]
 
-    def admit(method: str, authorization: str):
+    def admit(method: str, authorization: str) -> ApiError | None:
         """The 401 for a body the caller may not send (None: read it)."""
-        if auth.admits_body(tokens, method, authorization):
-            return None
-        error = auth.unauthorized()
-        return error.status, error.to_dict(), error.headers
+        return None if auth.admits_body(tokens, method, authorization) else auth.unauthorized()
 
     return BufferedWsgi(flask_app, settings.threads, settings.request_timeout_s, body_cap, admit)
 

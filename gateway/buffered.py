@@ -25,6 +25,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
 from gateway import logs
+from gateway.errors import ApiError, BadHttpRequestError, PayloadTooLargeError, RequestTimeoutError
 
 HEALTH_PATH = "/healthz"
 SIDE_PATHS = ("/readyz", "/metrics")  # cheap and must answer while the request pool is busy
@@ -42,10 +43,12 @@ class _Disconnected(Exception):
     pass
 
 
-def json_error(status: int, code: str, message: str) -> tuple[int, list, bytes]:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+def json_error(error: ApiError) -> tuple[int, list, bytes]:
+    """Status, headers and body of `error`'s JSON answer, as the Flask app would give it."""
+    body = json.dumps(error.to_dict()).encode()
     headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
-    return status, headers, body
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    return error.status, headers, body
 
 
 class BufferedWsgi:
@@ -57,11 +60,11 @@ class BufferedWsgi:
         threads: int,
         body_timeout_s: float,
         max_body_bytes: Callable[[str], int],
-        admit: Callable[[str, str], tuple[int, dict, dict] | None] | None = None,
+        admit: Callable[[str, str], ApiError | None] | None = None,
     ) -> None:
         """`max_body_bytes(path)`: the most a request to `path` may send (413 above it).
-        `admit(method, authorization)`: None to read the body, else (status, JSON body, headers)
-        to answer at once (e.g. 401 before an unauthenticated upload is taken in)."""
+        `admit(method, authorization)`: None to read the body, else the error to answer at once
+        (e.g. 401 before an unauthenticated upload is taken in)."""
         self.admit = admit
         self.wsgi_app = wsgi_app
         self.body_timeout_s = body_timeout_s
@@ -84,13 +87,9 @@ class BufferedWsgi:
             else None
         )
         if refusal is not None:
-            status, body_json, extra = refusal
-            status, headers, payload = json_error(status, body_json["error"]["code"],
-                                                  body_json["error"]["message"])  # fmt: skip
-            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
             with contextlib.suppress(TimeoutError):  # let a client still sending read the answer
                 await asyncio.wait_for(_drain(receive, DRAIN_BYTES), DRAIN_SECONDS)
-            await _respond(*_error_args_raw(send, status, headers, payload))
+            await _respond(*_error_args(send, refusal))
             return
         cap = self.max_body_bytes(scope["path"])
         try:
@@ -98,14 +97,14 @@ class BufferedWsgi:
         except TimeoutError:
             seconds = f"{self.body_timeout_s:g}"
             message = f"the request did not arrive within {seconds} s"
-            await _respond(*_error_args(send, 408, "request_timeout", message))
+            await _respond(*_error_args(send, RequestTimeoutError(message)))
             return
         except _TooLarge as too_large:
             if too_large.args and too_large.args[0]:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_drain(receive, DRAIN_BYTES), DRAIN_SECONDS)
             message = f"request body is over the {cap - 1} bytes allowed"
-            await _respond(*_error_args(send, 413, "too_large", message))
+            await _respond(*_error_args(send, PayloadTooLargeError(message)))
             return
         except _Disconnected:
             return
@@ -174,11 +173,8 @@ async def _drain(receive: Callable, limit: int) -> None:
         dropped += len(message.get("body", b""))
 
 
-def _error_args(send: _Send, status: int, code: str, message: str):
-    return _error_args_raw(send, *json_error(status, code, message))
-
-
-def _error_args_raw(send: _Send, status: int, headers: list, body: bytes):
+def _error_args(send: _Send, error: ApiError):
+    status, headers, body = json_error(error)
     headers.append((b"Connection", b"close"))
     headers.append((logs.REQUEST_ID_HEADER.encode(), logs.new_request_id().encode()))
     return send, status, headers, body
@@ -238,7 +234,7 @@ class JsonErrorsH11Protocol(H11Protocol):
     framing) is answered with the gateway's JSON error shape instead of plain text."""
 
     def send_400_response(self, msg: str) -> None:
-        status, headers, body = json_error(400, "bad_http_request", msg)
+        status, headers, body = json_error(BadHttpRequestError(msg))
         headers.append((b"Connection", b"close"))
         for event in (h11.Response(status_code=status, headers=headers, reason=b"Bad Request"),
                       h11.Data(data=body), h11.EndOfMessage()):  # fmt: skip

@@ -74,6 +74,18 @@ class GatewayTimeoutError(_Preset):
     STATUS, CODE = 504, "timeout"
 
 
+class RequestTimeoutError(_Preset):
+    """The client's own request did not arrive in time (gateway/buffered.py)."""
+
+    STATUS, CODE = 408, "request_timeout"
+
+
+class BadHttpRequestError(_Preset):
+    """Unparsable HTTP (request line, headers, framing): answered by gateway/buffered.py."""
+
+    STATUS, CODE = 400, "bad_http_request"
+
+
 class UnauthorizedError(_Preset):
     STATUS, CODE = 401, "unauthorized"
 

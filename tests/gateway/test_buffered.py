@@ -8,6 +8,7 @@ import json
 import pytest
 
 from gateway.buffered import BufferedWsgi, wsgi_environ
+from gateway.errors import UnauthorizedError
 
 
 def echo_app(environ, start_response):
@@ -114,7 +115,7 @@ def test_a_refused_caller_gets_the_answer_before_its_body_is_taken_in():
     def admit(method, authorization):
         if authorization == "Bearer ok":
             return None
-        return 401, {"error": {"code": "unauthorized", "message": "no"}}, {"WWW-Authenticate": "B"}
+        return UnauthorizedError("no", headers={"WWW-Authenticate": "B"})
 
     def never(environ, start_response):
         raise AssertionError("the WSGI app must not run for a refused caller")
