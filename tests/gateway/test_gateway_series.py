@@ -1,7 +1,8 @@
 """Series, explain, findings and the seed alias in-process (Flask test client) against the fake
 model server: the scan rule read from the model, order, batching, caps, zip intake, heatmaps.
 
-A little over 300 lines: the series API in one place, sharing its fake server and zip/form builders."""
+A little over 300 lines: the series API in one place, sharing its fake server and its zip and
+form builders."""
 
 from __future__ import annotations
 
