@@ -129,6 +129,9 @@ def test_ci_runs_the_tests_and_the_kind_smoke():
     uses = {job: [s.get("uses", "") for s in jobs[job]["steps"]] for job in jobs}
     assert "make test" in runs["test"]
     assert "make kind-smoke" in runs["kind-smoke"]
+    # The environment (dev lock, project editable) comes first: the smoke script imports ct_local.
+    for job, target in (("test", "make test"), ("kind-smoke", "make kind-smoke")):
+        assert "make venv" in runs[job] and runs[job].index("make venv") < runs[job].index(target)
     for job in ("test", "kind-smoke"):
         (python,) = [
             s for s in jobs[job]["steps"] if s.get("uses", "").startswith("actions/setup-python")
