@@ -27,10 +27,11 @@ TRAINING_IN = "training/requirements.in"
 STANDIN_IN = "model-server/requirements.in"
 DEV_IN = [GATEWAY_IN, TRAINING_IN, STANDIN_IN, "requirements-dev.in"]
 LOCKS = {"gateway/requirements.lock": [GATEWAY_IN], "requirements-dev.lock": DEV_IN}
-# Code folders -> the .in files of the extra they run under.
+# Code folders -> the .in files of the extra they run under (training imports the contract, so
+# the contract's imports are training's too; ct_standin only reads its constant signature names).
 DECLARED_IN = {
     ("gateway", "ct_contract"): [GATEWAY_IN],
-    ("training",): [TRAINING_IN],
+    ("training", "ct_contract"): [TRAINING_IN],
     ("model-server/ct_standin",): [STANDIN_IN],
     ("tests", "scripts", "benchmarks", "ct_local"): DEV_IN,
 }
