@@ -25,7 +25,7 @@ LOCK_ARGS ?=
 help:
 	@echo "make run     - start the local model server + gateway on :9696 (Ctrl-C stops both)"
 	@echo "make test    - the whole test suite (what CI runs)"
-	@echo "make test-fast - the edit loop: units and fast integration, under a minute"
+	@echo "make test-fast - the edit loop: no slow or integration tests, hypothesis profile fast"
 	@echo "make test-gateway|contract|training|standin|deploy|integration - one lane"
 	@echo "make venv    - .venv from requirements-dev.lock, the project editable"
 	@echo "make lock    - recompile gateway/requirements.lock and requirements-dev.lock"
