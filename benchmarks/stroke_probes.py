@@ -18,8 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training import evaluate as ev
-from training.data import DEFAULT_DATA_ROOT, discover, load_pixels
-from training.paths import CHECKPOINTS
+from training.data import discover, load_pixels
+from training.paths import CHECKPOINTS, DEFAULT_DATA_ROOT
 from training.scan_eval import SCAN_TOP_FRACTION
 from training.tasks import get_task
 

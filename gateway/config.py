@@ -150,12 +150,6 @@ def environment() -> dict[str, Any]:
     return listed | {f.metadata["env"].name: f.default for f in _env_fields()}
 
 
-# Settings field -> (variable, parser, check, hint): a view of the declarations above.
-_FIELDS: dict[str, tuple[str, Callable, Callable, str]] = {
-    f.name: (v.name, v.parse, v.valid, v.hint) for f in _env_fields() for v in [f.metadata["env"]]
-}
-
-
 def _parse_models(raw: str) -> tuple[str, ...]:
     models = tuple(name.strip() for name in raw.split(",") if name.strip())
     if not models:

@@ -11,10 +11,7 @@ import numpy as np
 
 from ct_contract.preprocess import load_model_input
 from training.errors import TrainingError
-from training.paths import (
-    CACHE_DIR,
-    DEFAULT_DATA_ROOT,  # noqa: F401  (benchmarks/stroke_probes.py reads it here)
-)
+from training.paths import CACHE_DIR
 from training.tasks import TaskSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}

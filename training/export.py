@@ -174,7 +174,7 @@ def export_model(
     archive.add_endpoint(mc.EXPLAIN_SIGNATURE, explain)
     archive.write_out(str(version_dir), verbose=False)
     write_warmup_records(version_dir, task, size, channels)
-    from training.golden import write_golden  # the smoke's expected answers (scripts/smoke.py)
+    from training.golden import write_golden  # the smoke's expected answers (ct_local/smoke)
 
     write_golden(models_root, task, version)
     if model_card:

@@ -4,7 +4,7 @@
     python -m training.golden --all                      # every version under the models root
 
 Runs the exported SavedModel with TensorFlow on the smoke's synthetic image and series
-(ct_local/smoke/inputs.py), each preprocessed by the gateway's own functions
+(ct_contract/smoke_probe.py), each preprocessed by the gateway's own functions
 (ct_contract/preprocess.py), and writes <models root>/<task>/<version>/smoke_golden.json. TF
 Serving reads only saved_model.pb, variables/, assets/ and assets.extra/tf_serving_warmup_requests
 of a version folder; other files there (the model card, this) are ignored, as the TF Serving
@@ -23,9 +23,8 @@ import numpy as np
 
 from ct_contract import signatures as mc
 from ct_contract.preprocess import decode_single, to_model_input
-from ct_local.paths import MODELS_ROOT as MODELS
-from ct_local.smoke.golden import GOLDEN_FILE
-from ct_local.smoke.inputs import smoke_inputs
+from ct_contract.smoke_probe import GOLDEN_FILE, smoke_inputs
+from training.paths import MODELS_ROOT as MODELS
 
 
 def golden(version_dir: Path, task: str, version: int) -> dict:
@@ -40,7 +39,7 @@ def golden(version_dir: Path, task: str, version: int) -> dict:
     labels = [s.decode() for s in info[mc.LABELS_KEY].numpy()[0]]
 
     def probabilities(data: bytes) -> dict[str, float]:
-        # As gateway/service.py: decode (pictures need no window), letterbox, model dtype.
+        # As gateway/decoding.py: decode (pictures need no window), letterbox, model dtype.
         pixels = to_model_input(decode_single(data).image, size, channels).astype(dtype)
         out = serve(**{mc.INPUT_KEY: tf.constant(pixels[np.newaxis])})
         probs = out[mc.PROBABILITIES_KEY].numpy()[0]

@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ct_contract.smoke_probe import GOLDEN_FILE
 from ct_local.paths import MODELS_ROOT
 from ct_local.smoke.errors import SmokeError
 
 DEFAULT_MODELS_DIR = MODELS_ROOT
-GOLDEN_FILE = "smoke_golden.json"
 GOLDEN_TOLERANCE = 1e-4
 
 

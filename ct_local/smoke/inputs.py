@@ -1,35 +1,12 @@
-"""What the smoke sends: a synthetic image for :predict and a small series for :predict_series.
-
-Drawn in memory, so no dataset is needed. training/golden.py runs each exported version on
-exactly these inputs to write its golden answers.
-"""
+"""What the smoke sends: the contract's probe inputs (ct_contract.smoke_probe) as uploads."""
 
 from __future__ import annotations
 
-import io
 import uuid
 
-from PIL import Image, ImageDraw
+from ct_contract.smoke_probe import SERIES_SLICES, smoke_inputs, synthetic_png
 
-SERIES_SLICES = 3
-
-
-def synthetic_png(size: int = 128) -> bytes:
-    """A greyscale 'scan': dark background, a bright ellipse and a smaller blob."""
-    image = Image.new("L", (size, size), 10)
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((size // 8, size // 6, size * 7 // 8, size * 5 // 6), fill=170)
-    draw.ellipse((size // 3, size // 3, size // 2, size // 2), fill=240)
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def smoke_inputs() -> tuple[bytes, list[tuple[str, bytes]]]:
-    """Exactly what the smoke sends: one image for :predict, the slices for :predict_series
-    (in upload order; the gateway answers in natural file-name order)."""
-    files = [(f"slice ({k}).png", synthetic_png(96 + 16 * k)) for k in range(SERIES_SLICES, 0, -1)]
-    return synthetic_png(), files
+__all__ = ["SERIES_SLICES", "multipart", "multipart_files", "smoke_inputs", "synthetic_png"]
 
 
 def multipart(field: str, filename: str, content: bytes, content_type: str) -> tuple[bytes, str]:

@@ -1,4 +1,4 @@
-"""The gateway's egress NetworkPolicy allows no more of the internet than gateway/fetch.py does.
+"""The gateway's egress NetworkPolicy allows no more of the internet than gateway.fetch.policy.
 
 The fetcher is the first line against SSRF; the policy is the second, enforced by the CNI even if
 the fetcher had a bug. Every network the fetcher refuses must be outside every ipBlock (or inside

@@ -19,7 +19,6 @@ GENERATED = {"build", "runs"}
 TOP_LEVEL_FILE = re.compile(r"^(Makefile|pyproject\.toml|requirements[\w-]*\.(txt|in|lock))$")
 CODE = re.compile(r"`([^`\n]+)`")
 # Stale references in files another change owns, to fix there (then drop the entry).
-PENDING = {"docs/tf-compat.md": {"requirements-dev.txt"}}
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 
@@ -47,8 +46,7 @@ def exists(path: str) -> bool:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_path_in_backticks_exists(doc: Path):
-    pending = PENDING.get(str(doc.relative_to(REPO)), set())
-    missing = sorted(p for p in named_paths(doc.read_text()) - pending if not exists(p))
+    missing = sorted(p for p in named_paths(doc.read_text()) if not exists(p))
     assert not missing, f"{doc.relative_to(REPO)} names paths that do not exist: {missing}"
 
 

@@ -142,7 +142,7 @@ def test_gateway_reaches_tf_serving_through_the_headless_service_by_dns(objects)
 
 def test_gateway_config_is_valid_for_the_gateway(objects):
     env = config_map(objects)
-    known = {var for var, *_ in gateway_config._FIELDS.values()} | {"CT_MODELS", "CT_DEFAULT_TASK"}
+    known = set(gateway_config.environment())
     assert set(env) <= known, f"unknown settings (typos?): {sorted(set(env) - known)}"
     settings = gateway_config.Settings.from_env(env)  # raises ConfigError on any bad value
     assert list(settings.models) == model_names(), "CT_MODELS differs from models.config"

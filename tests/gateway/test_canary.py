@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ct_local.smoke.inputs import multipart, synthetic_png
 from ct_standin.config import ModelConfig, VersionPolicy
 from ct_standin.errors import ServingError
 from ct_standin.registry import Registry
@@ -25,7 +26,6 @@ from gateway.errors import BadGatewayError, ServiceUnavailableError
 from tests.fixtures.common import TINY_MODELS, export_tiny_model
 from tests.fixtures.gateway import running_gateway
 from tests.fixtures.model_server import start_model_server
-from tests.integration.test_smoke_local import load_smoke
 
 # ----------------------------------------------------------------------------- router, header
 
@@ -192,8 +192,7 @@ def _stack_config(root: Path, labels: dict[str, int]) -> str:
 
 
 def _predict(base: str, canary: str | None = None) -> dict:
-    smoke = load_smoke()
-    data, content_type = smoke.multipart("image", "x.png", smoke.synthetic_png(), "image/png")
+    data, content_type = multipart("image", "x.png", synthetic_png(), "image/png")
     request = urllib.request.Request(
         f"{base}/v1/models/{TASK}:predict", data, {"Content-Type": content_type}
     )

@@ -29,7 +29,7 @@ from PIL import Image
 from ct_contract.preprocess import ImageDecodeError, decode_image, load_model_input
 from gateway import fetch
 from gateway.errors import ApiError
-from tests.fixtures.common import fuzz_settings
+from tests.fixtures.common import fuzz_scale, fuzz_settings
 
 # Pillow warns about corrupt EXIF in mutated files; the decode contract is what is tested here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -55,7 +55,7 @@ def case_total(request) -> Iterator[None]:
     with capture.global_and_fixture_disabled():  # what capsys.disabled() does, module-wide
         print(f"\nfuzz cases run: {total} ({detail})")
     if len(CASES) == FUZZ_TESTS:
-        assert total >= MIN_TOTAL_CASES, dict(CASES)
+        assert total >= MIN_TOTAL_CASES * fuzz_scale(), dict(CASES)
 
 
 def fuzz(examples: int):

@@ -17,7 +17,7 @@ from ct_local.smoke.inputs import synthetic_png
 from tests.fixtures.common import TINY_MODELS, free_port
 
 # Other lanes imported these from here; they live in tests/fixtures/smoke.py now.
-from tests.fixtures.smoke import load_smoke, run_smoke  # noqa: F401  (re-exported)
+from tests.fixtures.smoke import run_smoke
 
 
 @pytest.mark.integration

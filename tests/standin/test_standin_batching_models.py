@@ -85,6 +85,7 @@ def unbatched(reference, task: str, pixels: np.ndarray) -> np.ndarray:
     return tf.make_ndarray(outputs[mc.PROBABILITIES_KEY])
 
 
+@pytest.mark.slow  # loads TensorFlow models in this process
 def test_model_requests_share_a_forward_pass_and_get_their_own_rows(batching_server):
     channel, metrics, reference = batching_server
     images = [tiny_images(32, 1, seed) for seed in range(BATCH)]  # a distinct image per caller
@@ -96,6 +97,7 @@ def test_model_requests_share_a_forward_pass_and_get_their_own_rows(batching_ser
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # loads TensorFlow models in this process
 def test_models_are_never_mixed_and_a_bad_request_fails_alone(batching_server):
     channel, metrics, reference = batching_server
     stroke = [tiny_images(32, 2, seed) for seed in range(BATCH // 2)]
@@ -116,6 +118,7 @@ def test_models_are_never_mixed_and_a_bad_request_fails_alone(batching_server):
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # loads TensorFlow models in this process
 def test_allowed_batch_sizes_with_a_model_return_unpadded_rows(tiny_models_root):
     import tensorflow as tf
 
@@ -153,6 +156,7 @@ def _queued_requests(url: str) -> int:
     return int(next(line for line in text.splitlines() if line.startswith(name)).split()[-1])
 
 
+@pytest.mark.integration
 def test_sigterm_runs_queued_requests_and_exits(tiny_models_config, tmp_path):
     from tests.fixtures.common import free_port
     from tests.fixtures.model_server import standin_command, start_model_server

@@ -151,6 +151,7 @@ def test_heatmap_of_a_cropping_model_is_drawn_over_the_whole_frame():
     assert float(tf.reduce_max(heat[:, :, :2])) == 0.0  # left of the head: outside the crop
 
 
+@pytest.mark.slow
 def test_kfold_crossval_writes_its_report_and_exports_with_its_figures(tmp_path):
     """Tiny end to end: 3 folds x 1 repeat, 1 epoch, then the all-scans model is exported with
     the k-fold figures in info_json (judged against the brain-stroke floor)."""

@@ -88,6 +88,7 @@ def test_mil_loss_rewards_a_bag_with_few_positive_slices():
     assert loss < 0.01
 
 
+@pytest.mark.slow
 def test_mil_training_learns_a_lesion_on_few_slices(stroke_folder):
     p = prepare(STROKE, stroke_folder, 32, seed=5, max_per_class=None)
     model, history = fit_for(
