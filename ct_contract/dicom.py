@@ -1,21 +1,18 @@
-"""DICOM intake: detection by content, header caps, decoding to Hounsfield units, windowing.
+"""DICOM intake: detection by content, header caps, transfer syntaxes, decoding frame by frame.
 
-preprocess.py is the entry point (`decode_slices`, `load_model_input`); this module turns a
-parsed dataset into 8-bit slices. Nothing from the dataset leaves except SliceMeta's fields:
-error messages name only the transfer syntax, sizes and counts, never a tag value, and pydicom's
-own warnings and log lines (which quote tag values) are silenced here.
+preprocess.py is the entry point (`decode_slices`, `load_model_input`); this module reads and
+checks a dataset and decodes its frames, and dicom_values.py turns each frame into 8-bit pixels.
+Nothing from the dataset leaves except SliceMeta's fields: error messages name only the transfer
+syntax, sizes and counts, never a tag value, and pydicom's own warnings and log lines (which quote
+tag values) are silenced here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-import math
-import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,12 +28,19 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ct_contract.dicom_values import (
+    UID_RE,
+    Window,
+    colour_to_uint8,
+    grey_to_uint8,
+    slice_meta,
+    window_to_uint8,
+)
 from ct_contract.slices import (
     ALLOWED_FORMATS,
     DecodedSlice,
     ImageDecodeError,
     ImageTooLargeError,
-    SliceMeta,
     UnsupportedTransferSyntaxError,
 )
 
@@ -46,7 +50,7 @@ __all__ = ["UnsupportedTransferSyntaxError", "Window", "window_to_uint8"]
 # keep those out of the gateway's JSON logs and off stderr. Reading validation off: malformed
 # values are dealt with where they are used, not warned about.
 logging.getLogger("pydicom").propagate = False
-warnings.filterwarnings("ignore", module=r"(pydicom|gateway\.dicom)(\.|$)")
+warnings.filterwarnings("ignore", module=r"(pydicom|ct_contract\.dicom\w*)(\.|$)")
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 _MAGIC_OFFSET = 128
@@ -56,34 +60,8 @@ _BARE_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
-_MODALITY_RE = re.compile(r"[A-Z0-9_]{1,16}")
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A linear display window in Hounsfield units (or the file's own units for MR)."""
-
-    center: float
-    width: float
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.center) and math.isfinite(self.width) and self.width > 0):
-            raise ValueError(f"a window needs a finite center and width > 0, not {self}")
-
-
-def window_to_uint8(values: np.ndarray, window: Window) -> np.ndarray:
-    """Map values linearly onto 0..255: uint8 = rint(clip((v - (c - w/2)) / w * 255, 0, 255)).
-
-    So center - width/2 -> 0 and center + width/2 -> 255 (not DICOM's VOI formula with its
-    c - 0.5 and w - 1). Computed in float64, rounded half to even (numpy.rint); NaN -> 0.
-    """
-    low = window.center - window.width / 2
-    scaled = (np.asarray(values, dtype=np.float64) - low) / window.width * 255.0
-    scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
-    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
 
 def read(data: bytes) -> Dataset | None:
@@ -142,10 +120,10 @@ def decode(
         if index >= frames or arr.shape[:2] != (rows, columns):
             raise ImageDecodeError("DICOM pixel data does not match its declared size")
         if photometric in _COLOUR:
-            image = Image.fromarray(_colour_to_uint8(dataset, arr), "RGB")
+            image = Image.fromarray(colour_to_uint8(dataset, arr), "RGB")
         else:
-            image = Image.fromarray(_grey_to_uint8(dataset, arr, index, photometric, window), "L")
-        slices.append(DecodedSlice(image, _meta(dataset, index if frames > 1 else None)))
+            image = Image.fromarray(grey_to_uint8(dataset, arr, index, photometric, window), "L")
+        slices.append(DecodedSlice(image, slice_meta(dataset, index if frames > 1 else None)))
     if len(slices) != frames:
         raise ImageDecodeError("DICOM pixel data does not hold the frames its header declares")
     return slices
@@ -222,7 +200,7 @@ def _transfer_syntax(dataset: Dataset) -> UID:
         if implicit:
             return ImplicitVRLittleEndian
         return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
-    if len(uid) > 64 or not _UID_RE.fullmatch(uid):
+    if len(uid) > 64 or not UID_RE.fullmatch(uid):
         raise ImageDecodeError("DICOM transfer syntax UID is malformed")
     return UID(uid)
 
@@ -255,128 +233,3 @@ def _photometric(dataset: Dataset) -> str:
         f"DICOM photometric interpretation with {samples} samples per pixel is not supported "
         f"(only {', '.join(_MONOCHROME)} with 1 sample, {', '.join(_COLOUR)} with 3)"
     )
-
-
-# ----------------------------------------------------------------------------- pixels
-
-
-def _lookup(dataset: Dataset, frame: int, sequence: str, keyword: str) -> Any:
-    """An attribute of one frame: enhanced multi-frame objects keep them in functional groups
-    (per-frame, then shared), classic objects at the top level. None when absent or unreadable."""
-    try:
-        for groups, item in (
-            ("PerFrameFunctionalGroupsSequence", frame),
-            ("SharedFunctionalGroupsSequence", 0),
-        ):
-            if groups in dataset and len(dataset[groups].value) > item:
-                group = dataset[groups].value[item]
-                if sequence in group and len(group[sequence].value) > 0:
-                    inner = group[sequence].value[0]
-                    if keyword in inner:
-                        return inner[keyword].value
-        return dataset[keyword].value if keyword in dataset else None
-    except Exception:  # a malformed sequence reads as absent
-        return None
-
-
-def _floats(value: Any, count: int) -> list[float] | None:
-    """The first `count` finite numbers of a DS value (single or multi-valued), else None."""
-    try:
-        values = [value] if isinstance(value, (str, bytes, int, float)) else list(value)
-        numbers = [float(v) for v in values[:count]]
-    except Exception:
-        return None
-    if len(numbers) < count or not all(math.isfinite(n) for n in numbers):
-        return None
-    return numbers
-
-
-def _file_window(dataset: Dataset, frame: int) -> Window | None:
-    center = _floats(_lookup(dataset, frame, "FrameVOILUTSequence", "WindowCenter"), 1)
-    width = _floats(_lookup(dataset, frame, "FrameVOILUTSequence", "WindowWidth"), 1)
-    if center is None or width is None or width[0] <= 0:
-        return None
-    return Window(center[0], width[0])
-
-
-def _modality_values(dataset: Dataset, arr: np.ndarray, frame: int = 0) -> np.ndarray:
-    """Stored values -> modality values (HU for CT): value * RescaleSlope + RescaleIntercept."""
-    sequence = "PixelValueTransformationSequence"
-    slope = _floats(_lookup(dataset, frame, sequence, "RescaleSlope"), 1) or [1.0]
-    intercept = _floats(_lookup(dataset, frame, sequence, "RescaleIntercept"), 1) or [0.0]
-    return arr.astype(np.float64) * slope[0] + intercept[0]
-
-
-def _grey_to_uint8(
-    dataset: Dataset, arr: np.ndarray, frame: int, photometric: str, window: Window | None
-) -> np.ndarray:
-    values = _modality_values(dataset, arr, frame)
-    window = window or _file_window(dataset, frame) or _min_max_window(values)
-    if window is None:
-        return np.zeros(values.shape, np.uint8)
-    grey = window_to_uint8(values, window)
-    return 255 - grey if photometric == "MONOCHROME1" else grey  # MONOCHROME1: high is dark
-
-
-def _min_max_window(values: np.ndarray) -> Window | None:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0 or finite.max() <= finite.min():
-        return None  # constant frame: all zeros
-    low, high = float(finite.min()), float(finite.max())
-    return Window((low + high) / 2, high - low)
-
-
-def _colour_to_uint8(dataset: Dataset, arr: np.ndarray) -> np.ndarray:
-    """RGB of any bit depth -> 8 bits by dropping the low bits beyond BitsStored's top 8."""
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    bits = arr.dtype.itemsize * 8
-    with contextlib.suppress(Exception):
-        bits = min(max(int(dataset.get("BitsStored", bits)), 8), bits)
-    shifted = np.right_shift(np.clip(arr, 0, None).astype(np.uint64), bits - 8)
-    return np.ascontiguousarray(np.clip(shifted, 0, 255).astype(np.uint8))
-
-
-# ----------------------------------------------------------------------------- meta
-
-
-def _meta(dataset: Dataset, frame: int | None) -> SliceMeta:
-    index = frame or 0
-    position = _floats(_lookup(dataset, index, "PlanePositionSequence", "ImagePositionPatient"), 3)
-    orientation = _floats(
-        _lookup(dataset, index, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
-    )
-    return SliceMeta(
-        modality=_matching(dataset, "Modality", _MODALITY_RE),
-        position=_project(position, orientation),
-        instance=_instance(dataset),
-        series_uid=_matching(dataset, "SeriesInstanceUID", _UID_RE),
-        frame=frame,
-    )
-
-
-def _project(position: list[float] | None, orientation: list[float] | None) -> float | None:
-    """ImagePositionPatient along the slice normal (row cosines x column cosines)."""
-    if position is None or orientation is None:
-        return None
-    normal = np.cross(orientation[:3], orientation[3:])
-    length = float(np.linalg.norm(normal))
-    if not math.isfinite(length) or length < 1e-6:
-        return None
-    projected = float(np.dot(position, normal) / length)
-    return projected if math.isfinite(projected) else None
-
-
-def _instance(dataset: Dataset) -> int | None:
-    try:
-        return int(dataset.get("InstanceNumber"))
-    except Exception:  # absent or not a number
-        return None
-
-
-def _matching(dataset: Dataset, keyword: str, pattern: re.Pattern) -> str | None:
-    try:
-        value = str(dataset.get(keyword, "")).strip("\0 ")
-    except Exception:
-        return None
-    return value if len(value) <= 64 and pattern.fullmatch(value) else None

@@ -8,6 +8,9 @@ Chromium: /usr/bin/chromium (`make browser-deps`; CT_CHROMIUM overrides). Withou
 the playwright package) the tests skip, unless CT_REQUIRE_BROWSER=1 (.ci/run sets it): then fail.
 Screenshot: always written to the test's tmp dir; with CT_SCREENSHOT_DIR set (`make screenshot`)
 also to $CT_SCREENSHOT_DIR/web-page.png (docs/screenshots/ is the committed one).
+
+A little over 300 lines: one browser and one stack shared by every page test (starting chromium
+and the committed models costs seconds); the page helpers are in browser_page.py.
 """
 
 from __future__ import annotations
