@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from ct_local.isolated import clean_env, index_unreachable
 from ct_local.paths import REPO
 from ct_local.tf_compat import probe
 
@@ -22,19 +20,10 @@ BUILD = probe.BUILD
 VENV_PREFIX = "venv-tf-"
 PIP_TIMEOUT_S = 480  # under the test's 600 s, so a stuck download is reported, not killed
 PROBE_TIMEOUT_S = 600
-# Variables that would let another environment's packages into a probe.
-_LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
 
 
 class EnvError(RuntimeError):
     """The TensorFlow to compare against cannot be installed or run."""
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
-    env["PYTHONNOUSERSITE"] = "1"
-    env.update(extra)
-    return env
 
 
 def venv_dir(version: str) -> Path:
@@ -50,22 +39,10 @@ def _tf_version_of(python: Path) -> str | None:
         [str(python), "-I", "-c", "import tensorflow as tf; print(tf.__version__)"],
         capture_output=True,
         text=True,
-        env=_clean_env(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""),
+        env=clean_env(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""),
         timeout=PROBE_TIMEOUT_S,
     )
     return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout else None
-
-
-def _index_unreachable() -> str | None:
-    """Why the package index cannot be reached, or None when it answers at all."""
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/").rstrip("/") + "/pip/"
-    try:
-        with urllib.request.urlopen(index, timeout=15):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError) as exc:
-        return f"{index}: {exc}"
 
 
 def _pip_install(python: Path, requirement: str, version: str) -> None:
@@ -74,13 +51,13 @@ def _pip_install(python: Path, requirement: str, version: str) -> None:
         + ["--quiet", requirement],
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=clean_env(),
         timeout=PIP_TIMEOUT_S,
     )
     if pip.returncode == 0:
         return
     said = (pip.stdout + pip.stderr).strip()[-3000:]
-    unreachable = _index_unreachable()
+    unreachable = index_unreachable()
     if unreachable:
         raise EnvError(
             f"PyPI is unreachable ({unreachable}), so {requirement} cannot be installed "
@@ -94,7 +71,7 @@ def _build_venv(target: Path, version: str) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".building-{target.name}-", dir=BUILD))
     try:
         subprocess.run(
-            [sys.executable, "-m", "venv", str(staging)], check=True, env=_clean_env(), timeout=300
+            [sys.executable, "-m", "venv", str(staging)], check=True, env=clean_env(), timeout=300
         )
         requirement = f"tensorflow-cpu=={version}"
         print(f"installing {requirement} into {target.relative_to(REPO)} ...", file=sys.stderr)
@@ -141,7 +118,7 @@ def run_probe(
             capture_output=True,
             text=True,
             cwd=tmp,
-            env=_clean_env(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""),
+            env=clean_env(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""),
             timeout=PROBE_TIMEOUT_S,
         )
         seconds = time.monotonic() - started

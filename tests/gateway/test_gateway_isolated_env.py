@@ -28,6 +28,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from ct_local.isolated import clean_env, index_unreachable
 from tests.fixtures.common import PYTHON, REPO, free_port
 from tests.fixtures.gateway import GatewayProcess, gateway_env, wait_until
 
@@ -53,15 +54,6 @@ DICOM_ENCODINGS = [
     "SC_rgb_jpeg_gdcm.dcm",
     "SC_rgb_jpeg_dcmtk.dcm",
 ]
-_LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
-
-
-def _clean_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    for name in _LEAKY_ENV:
-        env.pop(name, None)
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
 
 
 def _venv_key() -> str:
@@ -76,20 +68,8 @@ def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=PIP_TIMEOUT_S,
-        env=_clean_env(),
+        env=clean_env(),
     )
-
-
-def _index_unreachable() -> str | None:
-    """Why the package index cannot be reached, or None when it answers at all."""
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/").rstrip("/") + "/pip/"
-    try:
-        with urllib.request.urlopen(index, timeout=15):
-            return None
-    except urllib.error.HTTPError:
-        return None  # it answered
-    except (urllib.error.URLError, OSError) as exc:
-        return f"{index}: {exc}"
 
 
 def _install(python: Path) -> None:
@@ -100,7 +80,7 @@ def _install(python: Path) -> None:
         return
     download = _pip(python, "download", "--dest", str(WHEELHOUSE), *lock)
     if download.returncode != 0:
-        unreachable = _index_unreachable()
+        unreachable = index_unreachable()
         if unreachable:
             pytest.skip(f"PyPI is unreachable, cannot build the gateway venv ({unreachable})")
         pytest.fail(f"pip download failed:\n{download.stdout}\n{download.stderr}", pytrace=False)
@@ -112,7 +92,7 @@ def _install(python: Path) -> None:
 def _build_venv(target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=BUILD))
     try:
-        subprocess.run([PYTHON, "-m", "venv", str(staging)], check=True, env=_clean_env())
+        subprocess.run([PYTHON, "-m", "venv", str(staging)], check=True, env=clean_env())
         _install(staging / "bin" / "python")
         staging.rename(target)  # python -m ... keeps working after a move; bin/ scripts would not
     finally:
@@ -149,7 +129,7 @@ def gateway_copy(tmp_path_factory) -> Path:
 @contextlib.contextmanager
 def isolated_gateway(python: Path, cwd: Path, model_server: str):
     port = free_port()
-    env = _clean_env(gateway_env(model_server, CT_PORT=str(port)))
+    env = clean_env(gateway_env(model_server, CT_PORT=str(port)))
     log_fd, log_name = tempfile.mkstemp(prefix="gateway-isolated-", suffix=".log")
     with os.fdopen(log_fd, "wb") as log_file:
         process = subprocess.Popen(
@@ -199,7 +179,7 @@ def test_gateway_venv_has_no_tensorflow(gateway_python) -> None:
         text=True,
         check=True,
         cwd=gateway_python.parents[1],
-        env=_clean_env(),
+        env=clean_env(),
     )
     prefix, found = json.loads(out.stdout)
     assert Path(prefix) == gateway_python.parents[1]
@@ -220,7 +200,7 @@ def test_gateway_venv_decodes_every_dicom_encoding(gateway_python, gateway_copy)
         capture_output=True,
         text=True,
         cwd=gateway_copy,
-        env=_clean_env(),
+        env=clean_env(),
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == ["L", "L", "L", "L", "RGB", "RGB"]
