@@ -22,10 +22,6 @@ from __future__ import annotations
 
 from gateway.fetch import policy, transport, url
 from gateway.fetch.policy import (
-    _V4_FORBIDDEN,
-    _V6_6TO4,
-    _V6_FORBIDDEN_GLOBAL,
-    _V6_GLOBAL_UNICAST,
     address_allowed,
     checked_addresses,
     is_public_address,
@@ -35,10 +31,6 @@ from gateway.fetch.transport import FetchSettings, fetch_image, tls_context
 from gateway.fetch.url import MAX_URL_CHARS, IPAddress, Target, parse_url
 
 __all__ = [
-    "_V4_FORBIDDEN",  # read by tests/deploy/test_deploy_egress.py (the egress NetworkPolicy)
-    "_V6_6TO4",
-    "_V6_FORBIDDEN_GLOBAL",
-    "_V6_GLOBAL_UNICAST",
     "MAX_URL_CHARS",
     "FetchSettings",
     "IPAddress",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from gateway import fetch
+from gateway.fetch import policy as fetch
 from tests.deploy.manifests import of_kind, one
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
