@@ -1,9 +1,12 @@
-"""Fixtures of the gateway.fetch SSRF tests (test_ssrf*.py): the canary, loopback servers, a
-policy that calls one loopback address public, and a fake resolver. Servers: ssrf_servers.py."""
+"""Fixtures of the gateway lane: for the gateway.fetch SSRF tests (test_ssrf*.py) the canary,
+loopback servers, a policy that calls one loopback address public and a fake resolver (servers in
+ssrf_servers.py); for the log tests, `captured`: the gateway's JSON log lines in a buffer."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -11,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway import fetch
+from gateway import fetch, logs
 from tests.gateway.ssrf_servers import (
     PUBLIC_STAND_IN,
     Route,
@@ -91,3 +94,14 @@ def fake_dns(monkeypatch) -> dict[str, list[str]]:
 
     monkeypatch.setattr(fetch.policy, "resolve_host", resolve)
     return table
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """The gateway logger tree writing JSON into a buffer; restored afterwards."""
+    logger = logging.getLogger("gateway")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    stream = io.StringIO()
+    logs.configure("DEBUG", stream)
+    yield stream
+    logger.handlers[:], logger.level, logger.propagate = saved

@@ -14,17 +14,6 @@ from gateway import logs, observe
 from gateway.config import Settings
 
 
-@pytest.fixture
-def captured() -> io.StringIO:
-    """The gateway logger tree writing JSON into a buffer; restored afterwards."""
-    logger = logging.getLogger("gateway")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    stream = io.StringIO()
-    logs.configure("DEBUG", stream)
-    yield stream
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
 def lines(stream: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 

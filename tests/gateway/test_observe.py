@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 import pytest
 from flask import Flask
 
-from gateway import logs, metrics, observe
+from gateway import metrics, observe
 from gateway.config import Settings
 
 SETTINGS = Settings(models=("brain-stroke",), default_task="brain-stroke")
-
-
-@pytest.fixture
-def captured() -> io.StringIO:
-    logger = logging.getLogger("gateway")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    stream = io.StringIO()
-    logs.configure("DEBUG", stream)
-    yield stream
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def count(route: str, task: str, status: str) -> float:
