@@ -16,7 +16,6 @@ and the committed models costs seconds); the page helpers are in browser_page.py
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import shutil
@@ -24,10 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from ct_local.paths import MODELS_CONFIG, MODELS_ROOT
-from ct_local.run_local import local_config_text
 from tests.fixtures.gateway import running_gateway
-from tests.fixtures.model_server import start_model_server
+from tests.fixtures.model_server import committed_models_config, serving
 from tests.integration.browser_page import (
     ANSWER_TIMEOUT_MS,
     CHROMIUM_ARGS,
@@ -85,21 +82,12 @@ def browser_context(tmp_path_factory):
 @pytest.fixture(scope="module")
 def committed_stack(tmp_path_factory):
     """Base URL of a gateway in front of the stand-in serving the committed models."""
-    config = tmp_path_factory.mktemp("committed") / "models.config"
-    config.write_text(local_config_text(MODELS_CONFIG, MODELS_ROOT))  # the image's /models
-    try:
-        server = start_model_server(config)
-    except RuntimeError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        with running_gateway(server.target, CT_WORKERS="1", CT_THREADS="4") as gateway:
-            yield gateway.url
-    except RuntimeError as err:
-        pytest.fail(str(err), pytrace=False)
-    finally:
-        server.stop()
-        with contextlib.suppress(OSError):
-            server.log_path.unlink()
+    with serving(committed_models_config(tmp_path_factory.mktemp("committed"))) as server:
+        try:
+            with running_gateway(server.target, CT_WORKERS="1", CT_THREADS="4") as gateway:
+                yield gateway.url
+        except RuntimeError as err:
+            pytest.fail(str(err), pytrace=False)
 
 
 @pytest.fixture(scope="module")

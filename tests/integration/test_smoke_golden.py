@@ -7,21 +7,19 @@ preprocessing; a tampered golden or a wrong expected version must fail the smoke
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
 
-from ct_local.paths import MODELS_CONFIG, MODELS_ROOT
+from ct_local.paths import MODELS_ROOT
 from ct_local.smoke.checks import INSTANCE_HEADER, check_health
 from ct_local.smoke.client import request
 from ct_local.smoke.errors import SmokeError
 from ct_local.smoke.golden import GOLDEN_FILE, Golden, load_golden, newest_versions
 from ct_local.smoke.inputs import smoke_inputs
-from ct_standin.config import render_config
-from tests.fixtures.common import REPO, free_port
+from tests.fixtures.common import REPO
 from tests.fixtures.gateway import running_gateway
-from tests.fixtures.model_server import start_model_server
+from tests.fixtures.model_server import committed_models_config, serving
 from tests.fixtures.smoke import run_smoke
 
 MODELS = MODELS_ROOT
@@ -39,23 +37,14 @@ TASKS = sorted(p.name for p in MODELS.iterdir() if p.is_dir())
 @pytest.fixture(scope="module")
 def committed_stack(tmp_path_factory):
     """The stand-in serving model-server/models.config (the committed models) and a gateway."""
-    config = tmp_path_factory.mktemp("committed") / "models.config"
-    config.write_text(render_config(MODELS_CONFIG, {"/models": MODELS}))
-    try:
-        server = start_model_server(config, free_port(), free_port())
-    except RuntimeError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        with running_gateway(server.target, CT_MODELS=",".join(TASKS)) as gateway:
-            url = GatewayURL(gateway.url)
-            url.model_server = server.target
-            yield url
-    except RuntimeError as err:
-        pytest.fail(str(err), pytrace=False)
-    finally:
-        server.stop()
-        with contextlib.suppress(OSError):
-            server.log_path.unlink()
+    with serving(committed_models_config(tmp_path_factory.mktemp("committed"))) as server:
+        try:
+            with running_gateway(server.target, CT_MODELS=",".join(TASKS)) as gateway:
+                url = GatewayURL(gateway.url)
+                url.model_server = server.target
+                yield url
+        except RuntimeError as err:
+            pytest.fail(str(err), pytrace=False)
 
 
 def test_every_served_version_has_a_golden():
