@@ -3,8 +3,11 @@
 CT_AUTH_TOKENS_FILE names a file of hex SHA-256 digests of the accepted tokens, one per line
 (blank lines and `#` comments allowed): `printf %s "$TOKEN" | sha256sum | cut -d' ' -f1`. The
 gateway never holds a token itself. The file is re-read when its modification time, size or inode
-changes, so rotating tokens needs no restart (a mounted Kubernetes Secret is updated in place;
-kube-config/components/auth). A file that cannot be read or parsed later keeps the last good set.
+changes, so rotating tokens needs no restart (a mounted Kubernetes Secret is swapped atomically;
+kube-config/components/auth). Replace the file atomically (write a temporary file beside it, then
+rename it over the old one); a rewrite in place is tolerated: a change is taken in only once the
+file has been still for SETTLE_S, so a request never sees it half-written. A file that is missing,
+unreadable, malformed or empty once still denies every request (fail closed), logged once.
 
 Every API route needs `Authorization: Bearer <token>`; a missing, malformed or unknown token gets
 the same 401 (body and WWW-Authenticate header), so an answer never says which part was wrong.
@@ -24,6 +27,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 from flask import Flask, request
@@ -38,6 +42,11 @@ CHALLENGE = f'Bearer realm="{REALM}"'
 OPEN_ENDPOINTS = frozenset({"healthz", "readyz", "metrics_endpoint", "webpage_index", "static"})
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _BEARER = re.compile(r"^Bearer +([!-~]+) *$", re.IGNORECASE)
+# A change to the tokens file is taken in once the file has been still this long (TokenFile).
+SETTLE_S = 2.0
+_Stamp = tuple[int, int, int]
+MISSING: _Stamp = (-1, -1, -1)
+CHANGING: _Stamp = (-2, -2, -2)  # the file changed while it was read
 
 
 class TokenFileError(ValueError):
@@ -67,45 +76,86 @@ def token_matches(token: str, digests: tuple[bytes, ...]) -> bool:
 
 
 class TokenFile:
-    """The accepted digests, re-read when the file changes; thread-safe."""
+    """The accepted digests, re-read when the file changes; thread-safe.
 
-    def __init__(self, path: str | Path) -> None:
+    A change is taken in once the file has been still for `settle_s` (its mtime that old, or the
+    same stamp seen that long), and only from a read the file did not change under: a rewrite in
+    place (truncate, then write) is never taken in half-written. A settled file that is missing,
+    unreadable, malformed or lists no token denies every request, logged once per change.
+    """
+
+    def __init__(self, path: str | Path, settle_s: float | None = None) -> None:
         self.path = Path(path)
+        self.settle_s = SETTLE_S if settle_s is None else settle_s
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._digests: tuple[bytes, ...] = ()
-        self._load(strict=True)
+        self._pending: tuple[_Stamp, float] | None = None  # a change not settled yet, first seen
+        stamp, digests = self._read()
+        if isinstance(digests, TokenFileError):
+            raise digests
+        if not digests:
+            log.error("auth: %s lists no token: every API request is refused", self.path)
+        self._state = (stamp, digests)  # one attribute: requests read it without the lock
 
     def digests(self) -> tuple[bytes, ...]:
-        self._load(strict=False)
-        return self._digests
-
-    def _load(self, strict: bool) -> None:
-        try:
-            stat = os.stat(self.path)  # follows the Secret volume's symlinks
-        except OSError as err:
-            if strict:
-                raise TokenFileError(f"cannot read {self.path}: {err.strerror}") from None
-            return  # keep the last good set (a Secret update swaps links underneath us)
-        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if stamp == self._stamp:
-            return
+        stamp = _stamp(self.path)
+        if stamp == self._state[0]:
+            return self._state[1]
         with self._lock:
-            if stamp == self._stamp:
-                return
-            try:
-                digests = parse_hashes(self.path.read_text(encoding="ascii"), str(self.path))
-            except (OSError, UnicodeDecodeError, TokenFileError) as err:
-                if strict:
-                    raise TokenFileError(str(err)) from None
-                log.error("auth: keeping the previous tokens: %s", err)
-                self._stamp = stamp  # do not re-read a bad file on every request
-                return
-            if not digests:
-                log.warning("auth: %s lists no token: every API request is refused", self.path)
-            elif self._stamp is not None:
-                log.info("auth: reloaded %d token hashes from %s", len(digests), self.path)
-            self._digests, self._stamp = digests, stamp
+            if stamp != self._state[0] and self._settled(stamp):
+                self._take(stamp, *self._read())
+            return self._state[1]
+
+    def _settled(self, stamp: _Stamp) -> bool:
+        """Whether `stamp` has been still for settle_s: by its mtime, or since we first saw it."""
+        now = time.monotonic()
+        if self._pending is None or self._pending[0] != stamp:
+            self._pending = (stamp, now)
+        if stamp != MISSING and time.time_ns() - stamp[0] >= self.settle_s * 1e9:
+            return True
+        return now - self._pending[1] >= self.settle_s
+
+    def _read(self) -> tuple[_Stamp, tuple[bytes, ...] | TokenFileError]:
+        """(stamp, digests or the error) from one read the file did not change under."""
+        try:
+            with open(self.path, "rb") as file:
+                before = _stamp(file.fileno())
+                raw = file.read()
+                after = _stamp(file.fileno())
+        except OSError as err:
+            return _stamp(self.path), TokenFileError(f"cannot read {self.path}: {err.strerror}")
+        if before != after:
+            return CHANGING, TokenFileError(f"{self.path} changed while it was read")
+        try:
+            return after, parse_hashes(raw.decode("ascii"), str(self.path))
+        except UnicodeDecodeError:
+            return after, TokenFileError(f"{self.path}: not ASCII text")
+        except TokenFileError as err:
+            return after, err
+
+    def _take(
+        self, settled: _Stamp, stamp: _Stamp, digests: tuple[bytes, ...] | TokenFileError
+    ) -> None:
+        """Take in what was read, if it is the file that was still (`settled`)."""
+        if stamp != settled:
+            return  # written again since: the next request looks again
+        self._pending = None
+        if isinstance(digests, TokenFileError):
+            log.error("auth: every API request is refused: %s", digests)
+            digests = ()
+        elif not digests:
+            log.error("auth: %s lists no token: every API request is refused", self.path)
+        else:
+            log.info("auth: reloaded %d token hashes from %s", len(digests), self.path)
+        self._state = (stamp, digests)
+
+
+def _stamp(target: Path | int) -> _Stamp:
+    """(mtime_ns, size, inode) of a path (following links) or an open file; MISSING if none."""
+    try:
+        stat = os.stat(target)
+    except OSError:
+        return MISSING
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
 def unauthorized() -> UnauthorizedError:

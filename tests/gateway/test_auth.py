@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import os
+import threading
+import time
 
 import pytest
 
@@ -21,11 +24,12 @@ def sha(token: str) -> str:
 
 
 def write(path, *lines: str) -> None:
-    """Rewrite the file and make sure its stamp changes even on a coarse clock."""
-    before = path.stat().st_mtime_ns if path.exists() else None
-    path.write_text("".join(f"{line}\n" for line in lines))
-    if before is not None and path.stat().st_mtime_ns == before:
-        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
+    """Replace the file atomically (temp file + rename), written a while ago: taken in at once."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    past = time.time_ns() - 60 * 10**9
+    os.utime(tmp, ns=(past, past))
+    os.replace(tmp, path)
 
 
 @pytest.fixture
@@ -96,11 +100,105 @@ def test_rotation_needs_no_restart(client, tokens_file):
     assert client.get("/v1/models", headers=bearer(OTHER)).status_code == 200
 
 
-def test_a_broken_or_missing_file_later_keeps_the_last_good_tokens(client, tokens_file):
-    write(tokens_file, "not a hash")
+@pytest.fixture
+def settle(monkeypatch) -> float:
+    """A short settle time for the tokens file (auth.SETTLE_S), set before the app is made."""
+    monkeypatch.setattr(auth, "SETTLE_S", 0.2, raising=False)
+    return 0.2
+
+
+class Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def auth_errors():
+    """The messages gateway.auth logs at ERROR during the test."""
+    handler, logger = Errors(), logging.getLogger("gateway.auth")
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "content", [(sha(TOKEN), "not a hash"), ("# no token left",)], ids=["bad", "empty"]
+)
+def test_a_malformed_or_empty_file_denies_everything_logged_once(
+    client, tokens_file, auth_errors, content
+):
+    write(tokens_file, *content)
+    statuses = {client.get("/v1/models", headers=bearer(TOKEN)).status_code for _ in range(20)}
+    assert statuses == {401}  # not the previous set: TOKEN was meant to be removed
+    assert len(auth_errors) == 1, auth_errors
+    write(tokens_file, sha(TOKEN))
     assert client.get("/v1/models", headers=bearer(TOKEN)).status_code == 200
+
+
+def test_a_deleted_file_denies_everything_once_it_stays_deleted(
+    settle, client, tokens_file, auth_errors
+):
     tokens_file.unlink()
+    assert client.get("/v1/models", headers=bearer(TOKEN)).status_code == 200  # settling
+    time.sleep(settle * 1.5)
+    statuses = {client.get("/v1/models", headers=bearer(TOKEN)).status_code for _ in range(20)}
+    assert statuses == {401}
+    assert len(auth_errors) == 1, auth_errors
+    write(tokens_file, sha(TOKEN))
     assert client.get("/v1/models", headers=bearer(TOKEN)).status_code == 200
+
+
+def rewrite_in_place(path, text: str) -> None:
+    """Truncate, then write in two steps with a pause: readers can see it empty or half-written."""
+    with open(path, "r+") as file:
+        file.truncate(0)
+        file.flush()
+        time.sleep(0.001)
+        file.write(text[: len(text) // 2])
+        file.flush()
+        time.sleep(0.001)
+        file.write(text[len(text) // 2 :])
+
+
+def test_a_rewrite_in_place_under_load_refuses_no_valid_token(settle, client, tokens_file):
+    """TOKEN stays listed (last, so a half-written file lacks it) while OTHER comes and goes."""
+    versions = [f"{sha(OTHER)}\n{sha(TOKEN)}\n", f"# rotated\n{sha(TOKEN)}\n"]
+    app = client.application
+    done = threading.Event()
+    counts = {"requests": 0, "refused": 0}
+    lock = threading.Lock()
+
+    def requests() -> None:
+        own = app.test_client()
+        while not done.is_set():
+            status = own.get("/no/such/route", headers=bearer(TOKEN)).status_code
+            with lock:
+                counts["requests"] += 1
+                counts["refused"] += status == 401
+
+    readers = [threading.Thread(target=requests) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for round_ in range(6):  # bursts of rewrites, then still long enough to be taken in
+            for i in range(40):
+                rewrite_in_place(tokens_file, versions[(round_ + i) % 2])
+            time.sleep(settle * 1.5)
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+    print(
+        f"\nin-place rewrites: {counts['refused']} of {counts['requests']} valid requests refused"
+    )
+    assert counts["requests"] > 100
+    assert counts["refused"] == 0
+    last_has_other = (5 + 39) % 2 == 0
+    assert (client.get("/v1/models", headers=bearer(OTHER)).status_code == 200) == last_has_other
 
 
 def test_a_bad_file_fails_at_start(tmp_path):
