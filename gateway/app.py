@@ -63,7 +63,14 @@ def create_asgi_app(settings: Settings | None = None):
         """The 401 for a body the caller may not send (None: read it)."""
         return None if auth.admits_body(tokens, method, authorization) else auth.unauthorized()
 
-    return BufferedWsgi(flask_app, settings.threads, settings.request_timeout_s, body_cap, admit)
+    return BufferedWsgi(
+        flask_app,
+        settings.threads,
+        settings.request_timeout_s,
+        body_cap,
+        admit,
+        header_timeout_s=settings.header_timeout_s,
+    )
 
 
 def _register_routes(app: Flask, gateway: Gateway) -> None:

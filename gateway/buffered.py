@@ -6,7 +6,9 @@ a worker thread until the worker timeout: a dozen such connections took the gate
 request, and `BufferedWsgi` awaits its whole body under a deadline (408) and a size cap (413)
 before handing it to a thread pool: a stalled client costs a socket and a coroutine, not a thread.
 /healthz is answered in the loop itself, and /readyz and /metrics run on a pool of their own, so
-both answer while every request thread is busy.
+both answer while every request thread is busy. Before that, the request head has a deadline of its
+own (CT_HEADER_TIMEOUT_S, JsonErrorsH11Protocol), and a request framed by both Content-Length and
+Transfer-Encoding is refused with 400 and the connection closed (RFC 9112 section 6.1: smuggling).
 """
 
 from __future__ import annotations
@@ -61,11 +63,14 @@ class BufferedWsgi:
         body_timeout_s: float,
         max_body_bytes: Callable[[str], int],
         admit: Callable[[str, str], ApiError | None] | None = None,
+        header_timeout_s: float | None = None,
     ) -> None:
         """`max_body_bytes(path)`: the most a request to `path` may send (413 above it).
         `admit(method, authorization)`: None to read the body, else the error to answer at once
-        (e.g. 401 before an unauthenticated upload is taken in)."""
+        (e.g. 401 before an unauthenticated upload is taken in). `header_timeout_s`: read by
+        JsonErrorsH11Protocol, the most a request head may take to arrive (None: no deadline)."""
         self.admit = admit
+        self.header_timeout_s = header_timeout_s
         self.wsgi_app = wsgi_app
         self.body_timeout_s = body_timeout_s
         self.max_body_bytes = max_body_bytes
@@ -77,6 +82,10 @@ class BufferedWsgi:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if _header(scope, b"transfer-encoding") and _header(scope, b"content-length") is not None:
+            message = "Content-Length and Transfer-Encoding together are refused (RFC 9112 6.1)"
+            await _respond(*_error_args(send, BadHttpRequestError(message)))
             return
         if scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
             await _respond(send, 200, [(b"Content-Type", b"application/json")], b'{"status":"ok"}')
@@ -231,7 +240,54 @@ def wsgi_environ(scope: dict, body: bytes) -> dict:
 
 class JsonErrorsH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, but a request it cannot parse (bad request line, headers,
-    framing) is answered with the gateway's JSON error shape instead of plain text."""
+    framing) is answered with the gateway's JSON error shape instead of plain text, and a request
+    head has a deadline: from the connection's start, or the previous answer's end, until the
+    head is whole. Past it an idle connection is closed, a half-sent head gets a JSON 408 first
+    (uvicorn's keep-alive timer stops at the first byte, so it alone would wait forever)."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        scope = self.scope
+        super().data_received(data)
+        if self.scope is not scope:  # a request head arrived whole
+            self._disarm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        scope = self.scope
+        super().on_response_complete()
+        if self.scope is scope and not self.transport.is_closing():
+            self._arm_head_deadline()  # waiting for the next request on this connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        seconds = getattr(self.config.app, "header_timeout_s", None)
+        if seconds:
+            self._head_timer = self.loop.call_later(seconds, self._head_timed_out, seconds)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self, seconds: float) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.conn.trailing_data[0]:  # part of a head: say why before closing
+            error = RequestTimeoutError(f"the request head did not arrive within {seconds:g} s")
+            status, headers, body = json_error(error)
+            lines = [b"HTTP/1.1 408 Request Timeout"] + [k + b": " + v for k, v in headers]
+            self.transport.write(b"\r\n".join([*lines, b"Connection: close", b"", body]))
+        self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         status, headers, body = json_error(BadHttpRequestError(msg))

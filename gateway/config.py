@@ -101,6 +101,8 @@ class Settings:
     metadata_ttl_s: float = _env(30.0, "CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0")
     # The longest a request (headers read) may take to arrive: 408.
     request_timeout_s: float = _env(30.0, "CT_REQUEST_TIMEOUT_S", *_seconds(3600))
+    # The longest a request head may take to arrive (then the connection closes; gateway/buffered).
+    header_timeout_s: float = _env(10.0, "CT_HEADER_TIMEOUT_S", *_seconds(3600))
     url_allow_private: bool = _env(
         False, "CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"
     )
