@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import warnings
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.dataset import Dataset
+from pydicom import filereader
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.encaps import generate_frames
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     UID,
@@ -26,6 +30,9 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    RLELossless,
 )
 
 from ct_contract.dicom_values import (
@@ -38,10 +45,14 @@ from ct_contract.dicom_values import (
 )
 from ct_contract.slices import (
     ALLOWED_FORMATS,
+    BLOCK_VALUES,
+    DecodeBudget,
+    DecodeBudgetError,
     DecodedSlice,
     ImageDecodeError,
     ImageTooLargeError,
     UnsupportedTransferSyntaxError,
+    image_bytes,
 )
 
 __all__ = ["UnsupportedTransferSyntaxError", "Window", "window_to_uint8"]
@@ -62,23 +73,53 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+_DEFLATED = str(DeflatedExplicitVRLittleEndian).encode()
+_INFLATE_CHUNK = 1 << 20
+# Codecs that decode damaged data without failing: a frame must end in its end-of-image (JPEG-LS)
+# or end-of-codestream (JPEG 2000) marker, and any warning pydicom logs while decoding (a plugin
+# that failed before another succeeded, an RLE segment longer than the frame, a header that
+# disagrees with the codestream) refuses the frame.
+_ENDS_WITH_EOI = frozenset(JPEGLSTransferSyntaxes) | frozenset(JPEG2000TransferSyntaxes)
+_STRICT = _ENDS_WITH_EOI | {RLELossless}
+_EOI = b"\xff\xd9"
 
 
-def read(data: bytes) -> Dataset | None:
+class _DecodeWarnings(logging.Handler):
+    """pydicom's warnings while this thread decodes a frame (its logger is process-wide; the
+    record list is per thread, so concurrent requests never see each other's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        seen = getattr(self.local, "seen", None)
+        if seen is not None:
+            seen.append(record.levelno)
+
+
+_WARNINGS = _DecodeWarnings()
+logging.getLogger("pydicom").addHandler(_WARNINGS)
+
+
+def read(data: bytes, budget: DecodeBudget | None = None) -> Dataset | None:
     """The parsed dataset when `data` is DICOM by content, None when it is not DICOM.
 
     DICOM: "DICM" after the 128-byte preamble, or (no preamble) bytes that start like a dataset,
     that Pillow does not take for a picture, and that parse into a dataset with a group 0x0008
-    element or pixel data. Raises ImageDecodeError for a preamble file pydicom cannot read.
+    element or pixel data. Raises ImageDecodeError for a preamble file pydicom cannot read, and
+    DecodeBudgetError for a deflated dataset that inflates past what is left of `budget` (its
+    inflated bytes are charged to it).
     """
+    budget = budget or DecodeBudget()
     if data[_MAGIC_OFFSET : _MAGIC_OFFSET + 4] == b"DICM":
-        dataset = _parse(data)
+        dataset = _parse(data, budget)
         if dataset is None:
             raise ImageDecodeError("cannot read DICOM object: malformed or truncated header")
     elif data[:2] not in _BARE_STARTS or _is_picture(data):
         return None
     else:
-        dataset = _parse(data)
+        dataset = _parse(data, budget)
         if dataset is None or not any(
             tag.group == 0x0008 or tag == _PIXEL_DATA
             for tag in dataset.keys()  # noqa: SIM118 - iterating a Dataset converts every value
@@ -109,24 +150,65 @@ def frame_count(dataset: Dataset) -> int:
 
 
 def decode(
-    dataset: Dataset, max_pixels: int, window: Window | None, max_frames: int
+    dataset: Dataset,
+    max_pixels: int,
+    window: Window | None,
+    max_frames: int,
+    budget: DecodeBudget | None = None,
+    shrink: Callable[[Image.Image], Image.Image] | None = None,
 ) -> list[DecodedSlice]:
-    """One DecodedSlice per frame: grayscale windowed from Hounsfield units, colour as RGB."""
+    """One DecodedSlice per frame: grayscale windowed from Hounsfield units, colour as RGB.
+
+    Each frame's decoding memory is charged to `budget` before it is decoded and given back once
+    the frame is an 8-bit image, passed through `shrink` (the model's input size) at once: only
+    the shrunk images are kept (and charged) while the next frames decode."""
+    budget = budget or DecodeBudget()
     rows, columns, frames = _check_header(dataset, max_pixels, max_frames)
     decoder = _decoder(dataset)
     photometric = _photometric(dataset)
+    uid = _transfer_syntax(dataset)
+    if uid in _ENDS_WITH_EOI:
+        _check_codestream_ends(dataset, frames)
+    cost = _frame_cost(dataset, rows, columns, uid)
+    strict = uid in _STRICT
+    decoded = _frames(decoder, dataset)
     slices = []
-    for index, arr in enumerate(_frames(decoder, dataset)):
-        if index >= frames or arr.shape[:2] != (rows, columns):
-            raise ImageDecodeError("DICOM pixel data does not match its declared size")
-        if photometric in _COLOUR:
-            image = Image.fromarray(colour_to_uint8(dataset, arr), "RGB")
-        else:
-            image = Image.fromarray(grey_to_uint8(dataset, arr, index, photometric, window), "L")
+    for index in range(frames):
+        with budget.transient():
+            budget.charge(cost, f"DICOM frame {index + 1} ({columns}x{rows})")
+            arr = _next_frame(decoded, strict)
+            if arr is None:
+                raise ImageDecodeError("DICOM pixel data holds fewer frames than its header says")
+            if arr.shape[:2] != (rows, columns):
+                raise ImageDecodeError("DICOM pixel data does not match its declared size")
+            image = _to_image(dataset, arr, index, photometric, window)
+            del arr
+            image = shrink(image) if shrink else image
+        budget.keep(image_bytes(image), "the decoded slices")
         slices.append(DecodedSlice(image, slice_meta(dataset, index if frames > 1 else None)))
-    if len(slices) != frames:
+    if _next_frame(decoded, strict) is not None:
         raise ImageDecodeError("DICOM pixel data does not hold the frames its header declares")
     return slices
+
+
+def _to_image(
+    dataset: Dataset, arr: np.ndarray, index: int, photometric: str, window: Window | None
+) -> Image.Image:
+    if photometric in _COLOUR:
+        return Image.fromarray(colour_to_uint8(dataset, arr), "RGB")
+    return Image.fromarray(grey_to_uint8(dataset, arr, index, photometric, window), "L")
+
+
+def _frame_cost(dataset: Dataset, rows: int, columns: int, uid: UID) -> int:
+    """Bytes one frame may hold at once while it decodes: the decoder's output and its array
+    (twice the stored size), a codec's own working copy (32-bit per value for compressed
+    syntaxes), the 8-bit frame, Pillow's image of it and one converted copy (4 bytes a pixel
+    each at most), and the float64 blocks of windowing."""
+    samples = _header_int(dataset, "SamplesPerPixel", default=1, low=1)
+    stored = (_header_int(dataset, "BitsAllocated", default=16, low=1) + 7) // 8
+    values = rows * columns * samples
+    codec = 4 * values if uid.is_encapsulated else 0
+    return 2 * stored * values + codec + values + 8 * rows * columns + 6 * 8 * BLOCK_VALUES
 
 
 def _frames(decoder: Any, dataset: Dataset) -> Iterator[np.ndarray]:
@@ -138,15 +220,94 @@ def _frames(decoder: Any, dataset: Dataset) -> Iterator[np.ndarray]:
         raise ImageDecodeError(f"cannot decode DICOM pixel data: {type(exc).__name__}") from exc
 
 
+def _next_frame(frames: Iterator[np.ndarray], strict: bool) -> np.ndarray | None:
+    """The next decoded frame (None after the last); with `strict`, a frame whose decoding made
+    pydicom log a warning is refused (the codec recovered from damage)."""
+    _WARNINGS.local.seen = []
+    try:
+        arr = next(frames, None)
+        if strict and _WARNINGS.local.seen:
+            raise ImageDecodeError("DICOM pixel data is damaged: the decoder reported errors")
+        return arr
+    finally:
+        _WARNINGS.local.seen = None
+
+
+def _check_codestream_ends(dataset: Dataset, frames: int) -> None:
+    """JPEG-LS and JPEG 2000 decoders return the pixels of a cut codestream without an error:
+    every frame must end in its end marker (after the fragments' 0x00 or 0xFF padding)."""
+    try:
+        ends = [frame.rstrip(b"\0\xff") for frame in _frame_tails(dataset, frames)]
+    except Exception as exc:  # malformed encapsulation
+        raise ImageDecodeError(f"cannot read DICOM pixel data: {type(exc).__name__}") from exc
+    if not all(end.endswith(_EOI) for end in ends):
+        raise ImageDecodeError("DICOM pixel data is damaged: a frame's codestream is cut short")
+
+
+def _frame_tails(dataset: Dataset, frames: int) -> Iterator[bytes]:
+    for frame in generate_frames(dataset.PixelData, number_of_frames=frames):
+        yield frame[-16:]
+
+
 # ----------------------------------------------------------------------------- reading
 
 
-def _parse(data: bytes) -> Dataset | None:
+def _parse(data: bytes, budget: DecodeBudget) -> Dataset | None:
     """pydicom's reading of the bytes (pixel data not decoded), or None when it gives up."""
     try:
+        start = _deflated_start(data) if _DEFLATED in data else None
+        if start is not None:
+            return _read_deflated(data, start, budget)
         return pydicom.dcmread(io.BytesIO(data), force=True)
+    except ImageTooLargeError:
+        raise
     except Exception:  # pydicom raises many types on malformed input
         return None
+
+
+def _deflated_start(data: bytes) -> int | None:
+    """Where the deflated dataset starts, when the file meta names the Deflated Explicit VR
+    Little Endian syntax: pydicom would inflate the rest whole, with no limit, while parsing."""
+    fp = io.BytesIO(data)
+    filereader.read_preamble(fp, force=True)
+    meta = filereader._read_file_meta_info(fp)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return None
+    filereader._read_command_set_elements(fp)
+    return fp.tell()
+
+
+def _read_deflated(data: bytes, start: int, budget: DecodeBudget) -> Dataset:
+    """The dataset pydicom would read, inflated at most `budget.left()` bytes (then refused)."""
+    fp = io.BytesIO(data)
+    preamble = filereader.read_preamble(fp, force=True)
+    meta = filereader._read_file_meta_info(fp)
+    inflated = _inflate(memoryview(data)[start:], budget.left())
+    budget.charge(len(inflated), "the deflated DICOM dataset")
+    dataset = filereader.read_dataset(io.BytesIO(inflated), False, True)
+    del inflated  # the dataset holds its values now
+    ds = FileDataset(io.BytesIO(), dataset, preamble, meta, False, True)
+    ds.set_original_encoding(False, True, dataset._character_set)
+    return ds
+
+
+def _inflate(stream: memoryview, limit: int) -> bytes:
+    """Raw deflate, stopped one chunk past `limit` output bytes (DecodeBudgetError then)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    chunks, size, pending = [], 0, bytes(stream)
+    while pending and size <= limit:
+        chunk = inflater.decompress(pending, min(_INFLATE_CHUNK, limit + 1 - size))
+        pending = inflater.unconsumed_tail
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise DecodeBudgetError(
+            f"the deflated DICOM dataset inflates past the {limit} bytes left of this request's "
+            "budget"
+        )
+    return b"".join(chunks)
 
 
 def _is_picture(data: bytes) -> bool:

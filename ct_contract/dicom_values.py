@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from ct_contract.slices import SliceMeta
+from ct_contract.slices import SliceMeta, row_blocks
 
 MODALITY_RE = re.compile(r"[A-Z0-9_]{1,16}")
 UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -88,30 +89,48 @@ def _file_window(dataset: Dataset, frame: int) -> Window | None:
     return Window(center[0], width[0])
 
 
-def _modality_values(dataset: Dataset, arr: np.ndarray, frame: int = 0) -> np.ndarray:
+def _rescale(dataset: Dataset, frame: int) -> tuple[float, float]:
     """Stored values -> modality values (HU for CT): value * RescaleSlope + RescaleIntercept."""
     sequence = "PixelValueTransformationSequence"
     slope = _floats(_lookup(dataset, frame, sequence, "RescaleSlope"), 1) or [1.0]
     intercept = _floats(_lookup(dataset, frame, sequence, "RescaleIntercept"), 1) or [0.0]
-    return arr.astype(np.float64) * slope[0] + intercept[0]
+    return slope[0], intercept[0]
+
+
+def _blocks(arr: np.ndarray) -> Iterator[slice]:
+    return row_blocks(arr.shape[0], arr[:1].size)
 
 
 def grey_to_uint8(
     dataset: Dataset, arr: np.ndarray, frame: int, photometric: str, window: Window | None
 ) -> np.ndarray:
-    values = _modality_values(dataset, arr, frame)
-    window = window or _file_window(dataset, frame) or _min_max_window(values)
+    """Windowed 8-bit pixels, computed a block of rows at a time: a frame never has a float
+    copy of its own (the float64 values of one block are the only extra memory)."""
+    slope, intercept = _rescale(dataset, frame)
+
+    def values(rows: slice) -> np.ndarray:
+        return arr[rows].astype(np.float64) * slope + intercept
+
+    window = window or _file_window(dataset, frame) or _min_max_window(arr, values)
+    grey = np.zeros(arr.shape, np.uint8)
     if window is None:
-        return np.zeros(values.shape, np.uint8)
-    grey = window_to_uint8(values, window)
-    return 255 - grey if photometric == "MONOCHROME1" else grey  # MONOCHROME1: high is dark
+        return grey
+    for rows in _blocks(arr):
+        grey[rows] = window_to_uint8(values(rows), window)
+    if photometric == "MONOCHROME1":  # high is dark
+        np.subtract(255, grey, out=grey)
+    return grey
 
 
-def _min_max_window(values: np.ndarray) -> Window | None:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0 or finite.max() <= finite.min():
-        return None  # constant frame: all zeros
-    low, high = float(finite.min()), float(finite.max())
+def _min_max_window(arr: np.ndarray, values: Callable[[slice], np.ndarray]) -> Window | None:
+    low, high = math.inf, -math.inf
+    for rows in _blocks(arr):
+        block = values(rows)
+        finite = block[np.isfinite(block)]
+        if finite.size:
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+    if not high > low:
+        return None  # constant (or no finite) frame: all zeros
     return Window((low + high) / 2, high - low)
 
 
@@ -122,8 +141,11 @@ def colour_to_uint8(dataset: Dataset, arr: np.ndarray) -> np.ndarray:
     bits = arr.dtype.itemsize * 8
     with contextlib.suppress(Exception):
         bits = min(max(int(dataset.get("BitsStored", bits)), 8), bits)
-    shifted = np.right_shift(np.clip(arr, 0, None).astype(np.uint64), bits - 8)
-    return np.ascontiguousarray(np.clip(shifted, 0, 255).astype(np.uint8))
+    out = np.empty(arr.shape, np.uint8)
+    for rows in _blocks(arr):
+        shifted = np.right_shift(np.clip(arr[rows], 0, None).astype(np.uint64), bits - 8)
+        out[rows] = np.clip(shifted, 0, 255)
+    return out
 
 
 # ----------------------------------------------------------------------------- meta

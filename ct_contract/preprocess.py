@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,20 +40,30 @@ from ct_contract.slices import (  # noqa: F401  (re-exported: the errors are par
     ALLOWED_FORMATS,
     DEFAULT_MAX_PIXELS,
     PICTURE_META,
+    DecodeBudget,
+    DecodeBudgetError,
     DecodedSlice,
     ImageDecodeError,
     ImageTooLargeError,
     MultiFrameError,
     SliceMeta,
     UnsupportedTransferSyntaxError,
+    image_bytes,
+    row_blocks,
 )
 
 if TYPE_CHECKING:
     from ct_contract.dicom import Window
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode bytes into an upright, fully loaded PIL image (first frame of multi-frame files)."""
+Shrink = Callable[[Image.Image], Image.Image]
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, budget: DecodeBudget | None = None
+) -> Image.Image:
+    """Decode bytes into an upright, fully loaded PIL image (first frame of multi-frame files).
+    `budget` is charged, from the header, what decoding and converting the image may hold."""
     if not data:
         raise ImageDecodeError("empty image")
     try:
@@ -66,6 +77,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
                 raise ImageTooLargeError(
                     f"image is {width}x{height} pixels, more than the {max_pixels} allowed"
                 )
+            if budget is not None:
+                budget.charge(_picture_cost(img), f"a {width}x{height} {img.mode} image")
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -83,16 +96,17 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     return img
 
 
+def _picture_cost(img: Image.Image) -> int:
+    """The decoded image, an upright copy and a converted copy; with alpha, the two RGBA images
+    of compositing onto black as well."""
+    alpha = img.mode in ("RGBA", "LA", "PA", "P")
+    return 3 * image_bytes(img) + (8 * img.width * img.height if alpha else 0)
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """Bring 16/32-bit integer and float images to 8-bit by min-max scaling, others by convert."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        finite = np.isfinite(arr)
-        lo = float(arr[finite].min()) if finite.any() else 0.0
-        hi = float(arr[finite].max()) if finite.any() else 0.0
-        arr = np.where(np.isposinf(arr), hi, np.where(finite, arr, lo))  # NaN/-inf read as darkest
-        scaled = np.zeros(arr.shape, np.uint8) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
-        return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(_min_max_uint8(np.asarray(img)), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new(
@@ -104,13 +118,38 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, 1
 
 
-def to_model_input(img: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Letterbox to a `size` px square (aspect kept, black padding): uint8 [size, size, ch]."""
+def _min_max_uint8(values: np.ndarray) -> np.ndarray:
+    """Min-max scaling to 0..255 (NaN and -inf read as darkest, +inf as brightest), a block of
+    rows at a time in float64: never a float copy of the whole image."""
+    blocks = list(row_blocks(values.shape[0], values[:1].size))
+    lo, hi = np.inf, -np.inf
+    for rows in blocks:
+        block = values[rows].astype(np.float64)
+        finite = block[np.isfinite(block)]
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    out = np.zeros(values.shape, np.uint8)
+    if not hi > lo:
+        return out
+    for rows in blocks:
+        block = values[rows].astype(np.float64)
+        block = np.where(np.isposinf(block), hi, np.where(np.isfinite(block), block, lo))
+        out[rows] = np.clip(np.round((block - lo) * (255.0 / (hi - lo))), 0, 255)
+    return out
+
+
+def fit_to_input(img: Image.Image, size: int, channels: int) -> Image.Image:
+    """The model's input as an image: 8-bit L (`channels` 1) or RGB (3), letterboxed to a `size`
+    px square (aspect kept, black padding)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
     img = _to_8bit(img).convert("L" if channels == 1 else "RGB")
-    img = ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
-    arr = np.asarray(img, dtype=np.uint8)
+    return ImageOps.pad(img, (size, size), method=Image.Resampling.BILINEAR, color=0)
+
+
+def to_model_input(img: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Letterbox to a `size` px square (aspect kept, black padding): uint8 [size, size, ch]."""
+    arr = np.asarray(fit_to_input(img, size, channels), dtype=np.uint8)
     if channels == 1:
         arr = arr[:, :, np.newaxis]
     return np.ascontiguousarray(arr)
@@ -121,33 +160,56 @@ def decode_slices(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     window: Window | None = None,
     max_frames: int = 1024,
+    budget: DecodeBudget | None = None,
+    shrink: Shrink | None = None,
 ) -> list[DecodedSlice]:
     """Pictures -> one slice; DICOM -> one slice per frame (`window` None: the file's own VOI
     window, else the frame's min-max). Raises ImageDecodeError (ImageTooLargeError,
-    UnsupportedTransferSyntaxError)."""
+    UnsupportedTransferSyntaxError, DecodeBudgetError when decoding would take more than is left
+    of `budget`). `shrink` is applied to each slice as soon as it is decoded; only the shrunk
+    slices stay charged to `budget`."""
     if not data:
         raise ImageDecodeError("empty image")
-    dataset = dicom.read(data)
-    if dataset is None:
-        return [DecodedSlice(_to_8bit(decode_image(data, max_pixels)), PICTURE_META)]
-    return dicom.decode(dataset, max_pixels, window, max_frames)
+    budget = budget or DecodeBudget()
+    with budget.transient():
+        dataset = dicom.read(data, budget)
+        if dataset is None:
+            return [_picture(data, max_pixels, budget, shrink)]
+        return dicom.decode(dataset, max_pixels, window, max_frames, budget, shrink)
 
 
 def decode_single(
-    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, window: Window | None = None
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    window: Window | None = None,
+    budget: DecodeBudget | None = None,
+    shrink: Shrink | None = None,
 ) -> DecodedSlice:
     """A picture or a single-frame DICOM object; a multi-frame object raises MultiFrameError
-    before any pixel is decoded (it belongs to :predict_series)."""
-    dataset = dicom.read(data) if data else None
-    if dataset is None:
-        return DecodedSlice(_to_8bit(decode_image(data, max_pixels)), PICTURE_META)
-    frames = dicom.frame_count(dataset)
-    if frames > 1:
-        raise MultiFrameError(
-            f"DICOM object has {frames} frames: send multi-frame objects to :predict_series"
-        )
-    (single,) = dicom.decode(dataset, max_pixels, window, max_frames=1)
-    return single
+    before any pixel is decoded (it belongs to :predict_series). `budget`, `shrink`: as in
+    decode_slices."""
+    budget = budget or DecodeBudget()
+    with budget.transient():
+        dataset = dicom.read(data, budget) if data else None
+        if dataset is None:
+            return _picture(data, max_pixels, budget, shrink)
+        frames = dicom.frame_count(dataset)
+        if frames > 1:
+            raise MultiFrameError(
+                f"DICOM object has {frames} frames: send multi-frame objects to :predict_series"
+            )
+        (single,) = dicom.decode(dataset, max_pixels, window, 1, budget, shrink)
+        return single
+
+
+def _picture(
+    data: bytes, max_pixels: int, budget: DecodeBudget, shrink: Shrink | None
+) -> DecodedSlice:
+    with budget.transient():
+        img = _to_8bit(decode_image(data, max_pixels, budget))
+        img = shrink(img) if shrink else img
+    budget.keep(image_bytes(img), "the decoded slices")
+    return DecodedSlice(img, PICTURE_META)
 
 
 def load_model_input(

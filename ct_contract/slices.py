@@ -6,6 +6,8 @@ here so that neither of the two has to import the other's internals.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from PIL import Image
@@ -15,6 +17,11 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Raster formats scans arrive in. Pillow would otherwise also open EPS (which runs Ghostscript
 # where installed) and dozens of exotic formats: attack surface with no clinical use.
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+# Offline callers (training, scripts) decode one file at a time: a budget that only stops bombs.
+# The gateway passes its own, sized from the pod's memory (gateway/config.py).
+DEFAULT_DECODE_BUDGET = 1 << 30
+# Values converted to float at once when windowing or scaling a frame (8 MB of float64).
+BLOCK_VALUES = 1 << 20
 
 
 class ImageDecodeError(ValueError):
@@ -23,6 +30,10 @@ class ImageDecodeError(ValueError):
 
 class ImageTooLargeError(ImageDecodeError):
     """The image header declares more pixels than allowed."""
+
+
+class DecodeBudgetError(ImageTooLargeError):
+    """Decoding would take more memory than is left of the request's budget."""
 
 
 class MultiFrameError(ImageDecodeError):
@@ -52,3 +63,60 @@ class DecodedSlice:
 
 
 PICTURE_META = SliceMeta(modality=None, position=None, instance=None, series_uid=None, frame=None)
+
+
+class DecodeBudget:
+    """The bytes one request may hold while decoding, checked before they are spent.
+
+    `charge` counts what one decoding step may hold at once (given back when the enclosing
+    `transient()` block ends), `keep` what stays for the rest of the request (the decoded slices).
+    One budget per request (not thread-safe)."""
+
+    def __init__(self, limit: int = DEFAULT_DECODE_BUDGET) -> None:
+        self.limit = limit
+        self.kept = 0
+        self.passing = 0
+
+    def left(self) -> int:
+        return max(self.limit - self.kept - self.passing, 0)
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Count `nbytes` until the enclosing transient() block ends; DecodeBudgetError (and
+        nothing counted) when they are more than is left."""
+        self._check(nbytes, what)
+        self.passing += nbytes
+
+    def keep(self, nbytes: int, what: str) -> None:
+        """Count `nbytes` for the rest of the request."""
+        self._check(nbytes, what)
+        self.kept += nbytes
+
+    def _check(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left():
+            raise DecodeBudgetError(
+                f"{what} would need about {nbytes} bytes of memory, more than the {self.left()} "
+                f"left of the {self.limit} bytes one request may use"
+            )
+
+    @contextlib.contextmanager
+    def transient(self) -> Iterator[DecodeBudget]:
+        """Everything charged inside the block is given back when it ends."""
+        mark = self.passing
+        try:
+            yield self
+        finally:
+            self.passing = mark
+
+
+def image_bytes(img: Image.Image) -> int:
+    """What Pillow holds for an image: 1 or 2 bytes per pixel for L, P, 1 and I;16 modes,
+    4 for the others (RGB included: Pillow stores 3 bands in 4 bytes)."""
+    per_pixel = 2 if img.mode.startswith("I;16") else 1 if img.mode in ("1", "L", "P") else 4
+    return img.width * img.height * per_pixel
+
+
+def row_blocks(rows: int, row_values: int) -> Iterator[slice]:
+    """Row ranges of a frame, each about BLOCK_VALUES values, for blockwise float work."""
+    step = max(1, BLOCK_VALUES // max(row_values, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))

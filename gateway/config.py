@@ -28,6 +28,13 @@ _TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _LEVELS = logging.getLevelNamesMapping()
+# The pod's memory limit (kube-config/base/gateway.yaml; Kubernetes passes it to the gateway as
+# CT_MEMORY_LIMIT_BYTES). What a worker holds before any request (the app, measured ~75 MB, with
+# gRPC and request bodies on top) is set aside; the rest is shared by the requests a pod runs at
+# once (CT_WORKERS x CT_THREADS), each decoding within its share.
+DEFAULT_MEMORY_LIMIT = 1024 * 1024 * 1024
+WORKER_RESERVE_BYTES = 128 * 1024 * 1024
+MIN_DECODE_BUDGET = 16 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -117,6 +124,10 @@ class Settings:
     )
     workers: int = _env(2, "CT_WORKERS", int, lambda v: 1 <= v <= 64, "1..64")
     threads: int = _env(4, "CT_THREADS", int, lambda v: 1 <= v <= 256, "1..256")
+    # The pod's (or machine's share's) memory; each request's decoding budget derives from it.
+    memory_limit_bytes: int = _env(
+        DEFAULT_MEMORY_LIMIT, "CT_MEMORY_LIMIT_BYTES", int, lambda v: v > 0, "bytes > 0"
+    )
     # Share of requests sent to the `canary` version label (gateway/canary.py). None (unset): no
     # label routing at all, the model server's newest version answers, as before labels existed.
     canary_share: float | None = _env(
@@ -139,7 +150,22 @@ class Settings:
         if default_task not in models:
             raise ConfigError(f"CT_DEFAULT_TASK={default_task!r} is not one of CT_MODELS {models}")
         values = {f.name: _get(env, f.metadata["env"], f.default) for f in _env_fields()}
-        return cls(models=models, default_task=default_task, **values)
+        settings = cls(models=models, default_task=default_task, **values)
+        if settings.decode_budget_bytes < MIN_DECODE_BUDGET:
+            raise ConfigError(
+                f"CT_MEMORY_LIMIT_BYTES={settings.memory_limit_bytes} leaves "
+                f"{settings.decode_budget_bytes} bytes per request with CT_WORKERS="
+                f"{settings.workers} and CT_THREADS={settings.threads}; at least "
+                f"{MIN_DECODE_BUDGET} are needed"
+            )
+        return settings
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        """The memory one request may use for decoding: what the workers leave of the pod's
+        limit, shared by the requests a pod runs at once."""
+        free = self.memory_limit_bytes - self.workers * WORKER_RESERVE_BYTES
+        return max(free, 0) // (self.workers * self.threads)
 
 
 def _env_fields() -> list:

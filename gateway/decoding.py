@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
 from ct_contract.preprocess import (
+    DecodeBudget,
+    DecodeBudgetError,
     DecodedSlice,
     ImageDecodeError,
     ImageTooLargeError,
@@ -14,6 +17,7 @@ from ct_contract.preprocess import (
     UnsupportedTransferSyntaxError,
     decode_single,
     decode_slices,
+    fit_to_input,
     to_model_input,
 )
 from gateway import series
@@ -24,17 +28,28 @@ from gateway.model_registry import ModelInfo
 
 
 def decode(
-    data: bytes, info: ModelInfo, settings: Settings, max_frames: int | None, name: str | None
+    data: bytes,
+    info: ModelInfo,
+    settings: Settings,
+    max_frames: int | None,
+    name: str | None,
+    budget: DecodeBudget | None = None,
 ) -> list[DecodedSlice]:
     """Decode one file: all its frames (a series member, at most `max_frames`), or exactly one
-    image (`max_frames` None). Decoding errors become 413/415/422 naming the file."""
+    image (`max_frames` None), each shrunk to the model's input as soon as it is decoded, within
+    `budget` (None: a request's own, settings.decode_budget_bytes). Decoding errors become
+    413/415/422 naming the file."""
     where = f"file {name!r}: " if name else ""
     window = info.description.window
     limit = settings.max_image_pixels
+    budget = budget or DecodeBudget(settings.decode_budget_bytes)
+    shrink = partial(fit_to_input, size=info.input_size, channels=info.channels)
     try:
         if max_frames is None:
-            return [decode_single(data, limit, window)]
-        return decode_slices(data, limit, window, max_frames=max(1, max_frames))
+            return [decode_single(data, limit, window, budget, shrink)]
+        return decode_slices(data, limit, window, max(1, max_frames), budget, shrink)
+    except DecodeBudgetError as exc:
+        raise PayloadTooLargeError(f"{where}{exc}", "memory_budget") from None
     except ImageTooLargeError as exc:
         raise PayloadTooLargeError(f"{where}{exc}", "image_too_large") from None
     except UnsupportedTransferSyntaxError as exc:
@@ -51,9 +66,10 @@ def decode_series(
     """Every slice of every file (a multi-frame file names its frames), at most max_series_slices,
     all of one series."""
     limit = settings.max_series_slices
+    budget = DecodeBudget(settings.decode_budget_bytes)  # one for the whole series
     slices: list[series.NamedSlice] = []
     for member in files:
-        decoded = decode(member.data, info, settings, limit - len(slices), member.name)
+        decoded = decode(member.data, info, settings, limit - len(slices), member.name, budget)
         many = len(decoded) > 1
         for d in decoded:
             name = f"{member.name}#{d.meta.frame}" if many else member.name
