@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
     app = Flask(__name__)
+    # OPTIONS on an API route: a JSON 405 with Allow (errors.py), not Flask's empty text/html 200.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.converters["task"] = TaskConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see gateway/intake.py
     app.json.sort_keys = False  # keep probabilities in label order

@@ -26,6 +26,15 @@ class NamedSlice:
     name: str  # file name (or zip entry), with "#<frame>" for frames of a multi-frame object
     slice: DecodedSlice
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", printable(self.name))  # answers echo it
+
+
+def printable(name: str) -> str:
+    """`name` without what a client could use to garble an answer or a log viewer: C0 and C1
+    controls, bidi and other format characters (U+202E), line and paragraph separators."""
+    return "".join(ch for ch in name if ch.isprintable())
+
 
 def natural_key(name: str) -> tuple:
     """'x (10).jpg' sorts after 'x (2).jpg': digit runs compare as numbers, the rest casefolded."""

@@ -18,7 +18,7 @@ from gateway.canary import LabelResolver, Router
 from gateway.config import Settings
 from gateway.errors import BadGatewayError, NotFoundError
 from gateway.model_registry import ModelInfo, ModelRegistry
-from gateway.readiness import task_readiness
+from gateway.readiness import readiness_of
 from gateway.tfs_client import TfsClient
 
 
@@ -146,7 +146,7 @@ class Gateway:
 
     def readiness(self) -> tuple[bool, dict[str, dict]]:
         """(ready, per-task state): ready when every model has an AVAILABLE, usable version."""
-        states = {
-            task: task_readiness(self.client, self.registry, task) for task in self.settings.models
-        }
+        states = readiness_of(
+            self.client, self.registry, self.settings.models, self.settings.grpc_deadline_s
+        )
         return all(s["ready"] for s in states.values()), states
