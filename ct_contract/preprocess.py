@@ -38,6 +38,7 @@ from PIL import (  # noqa: F401, E402
 from ct_contract import dicom
 from ct_contract.slices import (  # noqa: F401  (re-exported: the errors are part of this API)
     ALLOWED_FORMATS,
+    BLOCK_VALUES,
     DEFAULT_MAX_PIXELS,
     PICTURE_META,
     DecodeBudget,
@@ -96,16 +97,29 @@ def decode_image(
     return img
 
 
+_DECODER_SLACK = 4 << 20  # a decoder's own buffers (rows in flight, zlib state)
+_DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
 def _picture_cost(img: Image.Image) -> int:
-    """The decoded image, an upright copy and a converted copy; with alpha, the two RGBA images
-    of compositing onto black as well."""
-    alpha = img.mode in ("RGBA", "LA", "PA", "P")
-    return 3 * image_bytes(img) + (8 * img.width * img.height if alpha else 0)
+    """What decoding `img` (header read, pixels not) to 8 bits may hold at once: the image and
+    one converted copy; an upright copy when it has EXIF; for 16/32-bit images an array copy,
+    the 8-bit result and float64 blocks; for alpha the two RGBA images of compositing. Measured
+    peaks (ct_local/bench/bombs.py) stay within it."""
+    pixels, held = img.width * img.height, image_bytes(img)
+    cost = 2 * held + _DECODER_SLACK
+    if "exif" in img.info:  # may turn it (not getexif(): for PNG that decodes the pixels)
+        cost += held
+    if img.mode in _DEEP_MODES:
+        cost += held + 2 * pixels + 6 * 8 * BLOCK_VALUES
+    if img.mode in ("RGBA", "LA", "PA", "P"):
+        cost += 8 * pixels
+    return cost
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
     """Bring 16/32-bit integer and float images to 8-bit by min-max scaling, others by convert."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if img.mode in _DEEP_MODES:
         return Image.fromarray(_min_max_uint8(np.asarray(img)), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

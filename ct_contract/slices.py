@@ -20,8 +20,8 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
 # Offline callers (training, scripts) decode one file at a time: a budget that only stops bombs.
 # The gateway passes its own, sized from the pod's memory (gateway/config.py).
 DEFAULT_DECODE_BUDGET = 1 << 30
-# Values converted to float at once when windowing or scaling a frame (8 MB of float64).
-BLOCK_VALUES = 1 << 20
+# Values converted to float at once when windowing or scaling a frame (2 MB of float64).
+BLOCK_VALUES = 1 << 18
 
 
 class ImageDecodeError(ValueError):

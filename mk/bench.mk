@@ -10,7 +10,10 @@ PY ?= .venv/bin/python
 BENCH_OUT ?= build/bench
 BENCH_ARGS ?=
 
-.PHONY: bench
+.PHONY: bench bench-memory
 
 bench: venv ## the side-by-side benchmark (needs TensorFlow, the committed models, ../shared)
 	$(PY) benchmarks/bench.py --out $(BENCH_OUT) $(BENCH_ARGS)
+
+bench-memory: venv ## a worker's peak memory and time per bomb class of issue 17 (about 40 s)
+	$(PY) benchmarks/memory_bombs.py
