@@ -24,7 +24,7 @@ DOCKERFILES := gateway/Dockerfile model-server/Dockerfile
 	protos clean tf-compat
 
 help:
-	@echo "make run     - start the local model server + gateway on :9696 (Ctrl-C stops both)"
+	@echo "make run     - the local model server + gateway on :9696, restarted if they die (Ctrl-C stops both)"
 	@echo "make test    - the whole test suite (what CI runs)"
 	@echo "make test-fast - the edit loop: no slow or integration tests, hypothesis profile fast"
 	@echo "make test-gateway|contract|training|standin|deploy|integration - one lane"

@@ -51,10 +51,15 @@ def local_config_text(config: Path, models_root: Path) -> str:
     return render_config(config, {IMAGE_MODELS_ROOT: models_root})
 
 
+def local_config_path(pid: int) -> Path:
+    """Where the server with `pid` reads its config (`make run`'s launcher removes it)."""
+    return Path(tempfile.gettempdir()) / f"ct-triage-models-{pid}.config"
+
+
 def write_local_config(config: Path, models_root: Path) -> Path:
     """The config with local absolute base_paths, in a temp file named after this process
     (which becomes the server's: exec keeps the pid)."""
-    path = Path(tempfile.gettempdir()) / f"ct-triage-models-{os.getpid()}.config"
+    path = local_config_path(os.getpid())
     path.write_text(local_config_text(config, models_root))
     return path
 

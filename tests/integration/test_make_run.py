@@ -1,10 +1,12 @@
 """`make run`'s launcher with the committed models: starts both processes, serves the shared
-samples through the gateway, and Ctrl-C stops everything (no orphans)."""
+samples through the gateway, restarts a model server that was killed while the gateway answers 503
+with Retry-After, and Ctrl-C stops everything (no orphans)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +36,13 @@ def _get(url: str) -> tuple[int, dict]:
 
 
 def _post_file(url: str, path: Path) -> dict:
+    status, _, body = _post_status(url, path)
+    assert status == 200, (status, body)
+    return body
+
+
+def _post_status(url: str, path: Path) -> tuple[int, dict[str, str], dict]:
+    """POST `path` as the multipart field "image": status, headers and JSON body."""
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -47,8 +56,11 @@ def _post_file(url: str, path: Path) -> dict:
     req = urllib.request.Request(
         url, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), json.loads(err.read())
 
 
 def _alive(pid: int) -> bool:
@@ -65,7 +77,8 @@ def _descendants(pid: int) -> list[int]:
     return kids + [d for k in kids for d in _descendants(k)]
 
 
-def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
+def _start_stack() -> tuple[subprocess.Popen, str]:
+    """The launcher on free ports, once /readyz answers 200: (launcher, gateway URL)."""
     port = free_port()
     env = {**os.environ, "CT_PORT": str(port)}
     cmd = [
@@ -77,11 +90,61 @@ def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while _get(f"{base}/readyz")[0] != 200:
-            assert proc.poll() is None, "the launcher exited before the stack was ready"
-            assert time.monotonic() < deadline, f"not ready: {_get(base + '/readyz')}"
-            time.sleep(1)
+        _wait_ready(proc, base)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, base
+
+
+def _wait_ready(proc: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while _get(f"{base}/readyz")[0] != 200:
+        assert proc.poll() is None, "the launcher exited before the stack was ready"
+        assert time.monotonic() < deadline, f"not ready: {_get(base + '/readyz')}"
+        time.sleep(1)
+
+
+def _interrupt(proc: subprocess.Popen) -> int:
+    """SIGINT (what Ctrl-C sends) and the launcher's exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def _assert_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 10  # killed processes vanish once init has reaped them
+    while (left := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"
+
+
+def _model_server_pid(launcher: int) -> int:
+    """The launcher's child that is the model server (run_local execs the stand-in or TF
+    Serving in place); the other child is the gunicorn master."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(launcher)], capture_output=True)
+    (pid,) = [
+        kid
+        for kid in map(int, out.stdout.split())
+        if re.search(rb"ct_standin|tensorflow_model_server", _cmdline(kid))
+    ]
+    return pid
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
+    proc, base = _start_stack()
+    port = int(base.rpartition(":")[2])
+    try:
         models = {m["task"] for m in _get(f"{base}/v1/models")[1]["models"]}
         assert {"brain-stroke", "brain-tumor"} <= models
 
@@ -99,19 +162,42 @@ def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
         assert len(children) >= 3  # model server, gunicorn master, its workers
         stalled = stalled_uploads(port, 5)  # Ctrl-C must stop everything even with these open
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        code = _interrupt(proc)
     assert code == 0
-    deadline = time.monotonic() + 10  # killed processes vanish once init has reaped them
-    while (left := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"processes left behind: {left}"
+    _assert_gone(children)
     for sock in stalled:
         sock.close()
     with socket.socket() as probe:  # the port is free for the next `make run`
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("0.0.0.0", port))
+
+
+def test_make_run_restarts_a_killed_model_server_and_the_gateway_recovers(shared_samples):
+    """kill -9 of the model server: the gateway keeps running and answers 503 with Retry-After,
+    the launcher restarts the server after its backoff, and the same gateway answers 200 again."""
+    sample = shared_samples / "brain-stroke_stroke.jpg"
+    predict = "/v1/models/brain-stroke:predict"
+    proc, base = _start_stack()
+    try:
+        before = set(_descendants(proc.pid))
+        server = _model_server_pid(proc.pid)
+        os.kill(server, signal.SIGKILL)
+        killed = time.monotonic()
+        status, headers, body = _post_status(base + predict, sample)
+        assert status == 503, body
+        assert body["error"]["code"] == "model_server_unavailable", body
+        assert int(headers["Retry-After"]) >= 1
+        while (status := _post_status(base + predict, sample)[0]) != 200:
+            assert status == 503, status
+            assert proc.poll() is None, "the launcher exited"
+            assert time.monotonic() - killed < START_TIMEOUT_S, "the model server did not return"
+            time.sleep(0.5)
+        print(f"predict answered 200 again {time.monotonic() - killed:.1f} s after kill -9")
+        assert _model_server_pid(proc.pid) != server
+        gateway = before - {server}
+        assert gateway <= set(_descendants(proc.pid)), "the gateway was restarted too"
+        everything = sorted(before | set(_descendants(proc.pid)))
+    finally:
+        code = _interrupt(proc)
+    assert code == 0
+    _assert_gone(everything)
