@@ -10,7 +10,9 @@ chunk past what was declared or allowed.
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from gateway.errors import PayloadTooLargeError, UnprocessableImageError
@@ -19,6 +21,16 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty a
 MAX_RATIO = 250  # uncompressed / compressed per entry; CT slices with much air reach ~20
 MAX_NAME_CHARS = 255
 _CHUNK = 1 << 16
+# End-of-central-directory records (APPNOTE 4.3.14-16), found as zipfile finds them: the EOCD
+# in the last 22 bytes, else the last one within a maximal comment of the end; a zip64 locator
+# right before it points to the zip64 EOCD, right before the locator.
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_MAX_COMMENT = 0xFFFF
+# A directory record: 46 fixed bytes, the name (at most MAX_NAME_CHARS characters, 4 bytes each in
+# UTF-8) and room for extra fields (zip64 sizes, timestamps, owners) and a comment.
+_MAX_RECORD_BYTES = 46 + 4 * MAX_NAME_CHARS + 1024
 # Files that archivers and operating systems add and that are not slices.
 _SKIPPED_NAMES = frozenset({"dicomdir", "thumbs.db", "desktop.ini", ".ds_store"})
 
@@ -35,6 +47,7 @@ def is_zip(data: bytes) -> bool:
 
 def read_zip(data: bytes, max_entries: int, max_total_bytes: int) -> list[Member]:
     """The slice files in a zip; 413 over a limit, 422 for a broken, nested or encrypted archive."""
+    check_directory(data, max_entries)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -58,6 +71,49 @@ def read_zip(data: bytes, max_entries: int, max_total_bytes: int) -> list[Member
     if not members:
         raise UnprocessableImageError("the zip holds no files", "empty_series")
     return members
+
+
+def check_directory(data: bytes, max_entries: int) -> None:
+    """413 when the end records declare more than `max_entries` entries, or a central directory
+    larger than that many records can fill: zipfile parses the whole directory (every record it
+    holds, whatever the count says) before anyone can count its entries. No end record: left to
+    zipfile (422)."""
+    end = _end_records(data)
+    if end is None:
+        return
+    entries, directory_bytes = end
+    if entries > max_entries:
+        raise PayloadTooLargeError(
+            f"zip has {entries} entries, more than the {max_entries} allowed", "too_many_slices"
+        )
+    if directory_bytes > max_entries * _MAX_RECORD_BYTES:
+        raise PayloadTooLargeError(
+            f"zip's central directory is {directory_bytes} bytes, more than {max_entries} "
+            "entries need",
+            "too_many_slices",
+        )
+
+
+def _end_records(data: bytes) -> tuple[int, int] | None:
+    """(entries, central directory bytes) from the end records, the larger of the 32-bit and
+    zip64 figures; None without an end record."""
+    at = len(data) - _EOCD.size
+    if at < 0:
+        return None
+    if data[at : at + 4] != b"PK\x05\x06":
+        at = data.rfind(b"PK\x05\x06", max(0, at - _MAX_COMMENT), at)
+        if at < 0 or at + _EOCD.size > len(data):
+            return None
+    _, _, _, here, total, size, _, _ = _EOCD.unpack_from(data, at)
+    entries, directory = max(here, total), size
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
+        record = locator - _ZIP64_EOCD.size
+        if record >= 0 and data[record : record + 4] == b"PK\x06\x06":
+            fields = _ZIP64_EOCD.unpack_from(data, record)
+            entries = max(entries, fields[6], fields[7])
+            directory = max(directory, fields[8])
+    return entries, directory
 
 
 def _is_slice(info: zipfile.ZipInfo) -> bool:
@@ -98,7 +154,15 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -
             data = _read_capped(stream, limit, info)
     except (PayloadTooLargeError, UnprocessableImageError):
         raise
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError) as exc:
+    except (
+        zipfile.BadZipFile,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        EOFError,  # a compressed size that overstates what the archive holds
+        zlib.error,
+    ) as exc:
         raise UnprocessableImageError(
             f"cannot read zip entry {info.filename!r}: {exc}", "bad_archive"
         ) from None
