@@ -78,10 +78,11 @@ def token_matches(token: str, digests: tuple[bytes, ...]) -> bool:
 class TokenFile:
     """The accepted digests, re-read when the file changes; thread-safe.
 
-    A change is taken in once the file has been still for `settle_s` (its mtime that old, or the
-    same stamp seen that long), and only from a read the file did not change under: a rewrite in
-    place (truncate, then write) is never taken in half-written. A settled file that is missing,
-    unreadable, malformed or lists no token denies every request, logged once per change.
+    A change is taken in once the file has been still for `settle_s` (the same stamp seen that
+    long, or a renamed-in file's mtime that old), and only from a read the file did not change
+    under: a rewrite in place (truncate, then write) is never taken in half-written. A settled
+    file that is missing, unreadable, malformed or lists no token denies every request, logged
+    once per change.
     """
 
     def __init__(self, path: str | Path, settle_s: float | None = None) -> None:
@@ -106,11 +107,14 @@ class TokenFile:
             return self._state[1]
 
     def _settled(self, stamp: _Stamp) -> bool:
-        """Whether `stamp` has been still for settle_s: by its mtime, or since we first saw it."""
+        """Whether `stamp` has been still for settle_s since we first saw it; or, for another
+        file renamed over ours (atomic replacement), since its mtime. Not the mtime of a file
+        rewritten in place: a stat during a truncate can show the new size with the old mtime."""
         now = time.monotonic()
         if self._pending is None or self._pending[0] != stamp:
             self._pending = (stamp, now)
-        if stamp != MISSING and time.time_ns() - stamp[0] >= self.settle_s * 1e9:
+        replaced = stamp != MISSING and stamp[2] != self._state[0][2]
+        if replaced and time.time_ns() - stamp[0] >= self.settle_s * 1e9:
             return True
         return now - self._pending[1] >= self.settle_s
 
