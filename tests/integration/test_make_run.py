@@ -23,6 +23,7 @@ from tests.fixtures.gateway import stalled_uploads
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START_TIMEOUT_S = 240
+SERVER_CMDLINE = rb"ct_standin|tensorflow_model_server"
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -124,14 +125,27 @@ def _assert_gone(pids: list[int]) -> None:
 
 def _model_server_pid(launcher: int) -> int:
     """The launcher's child that is the model server (run_local execs the stand-in or TF
-    Serving in place); the other child is the gunicorn master."""
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(launcher)], capture_output=True)
-    (pid,) = [
-        kid
-        for kid in map(int, out.stdout.split())
-        if re.search(rb"ct_standin|tensorflow_model_server", _cmdline(kid))
-    ]
+    Serving in place)."""
+    (pid,) = [kid for kid in _kids(launcher) if re.search(SERVER_CMDLINE, _cmdline(kid))]
     return pid
+
+
+def _gateway_pid(launcher: int) -> int | None:
+    """The launcher's child that is the gunicorn master, if one is running."""
+    masters = [kid for kid in _kids(launcher) if not re.search(SERVER_CMDLINE, _cmdline(kid))]
+    return masters[0] if masters else None
+
+
+def _kids(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True)
+    return [int(kid) for kid in out.stdout.split() if _alive(int(kid))]
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def _cmdline(pid: int) -> bytes:
@@ -174,7 +188,8 @@ def test_make_run_serves_committed_models_and_stops_cleanly(shared_samples):
 
 def test_make_run_restarts_a_killed_model_server_and_the_gateway_recovers(shared_samples):
     """kill -9 of the model server: the gateway keeps running and answers 503 with Retry-After,
-    the launcher restarts the server after its backoff, and the same gateway answers 200 again."""
+    the launcher restarts the server after its backoff, and the same gateway answers 200 again;
+    kill -9 of the gateway: a new one answers."""
     sample = shared_samples / "brain-stroke_stroke.jpg"
     predict = "/v1/models/brain-stroke:predict"
     proc, base = _start_stack()
@@ -196,6 +211,15 @@ def test_make_run_restarts_a_killed_model_server_and_the_gateway_recovers(shared
         assert _model_server_pid(proc.pid) != server
         gateway = before - {server}
         assert gateway <= set(_descendants(proc.pid)), "the gateway was restarted too"
+        # A gateway that dies is restarted as well (its orphaned workers are killed first).
+        master = _gateway_pid(proc.pid)
+        os.kill(master, signal.SIGKILL)
+        killed = time.monotonic()
+        _wait_for(lambda: _gateway_pid(proc.pid) not in (None, master))
+        _wait_ready(proc, base)
+        print(f"a new gateway was ready {time.monotonic() - killed:.1f} s after kill -9")
+        _assert_gone(sorted(gateway))
+        assert _post_status(base + predict, sample)[0] == 200
         everything = sorted(before | set(_descendants(proc.pid)))
     finally:
         code = _interrupt(proc)
