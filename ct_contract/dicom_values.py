@@ -159,6 +159,7 @@ def slice_meta(dataset: Dataset, frame: int | None) -> SliceMeta:
     )
     return SliceMeta(
         modality=_matching(dataset, "Modality", MODALITY_RE),
+        body_part=_matching(dataset, "BodyPartExamined", MODALITY_RE),
         position=_project(position, orientation),
         instance=_instance(dataset),
         series_uid=_matching(dataset, "SeriesInstanceUID", UID_RE),

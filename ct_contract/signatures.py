@@ -10,6 +10,9 @@ everything else it says about itself (CT window, scan rule, label groups, valida
 PREDICT_SIGNATURE = "serving_default"
 INPUT_KEY = "image"  # uint8 [batch, size, size, channels]
 PROBABILITIES_KEY = "probabilities"  # float32 [batch, n_classes], calibrated
+OOD_SCORE_KEY = "ood_score"
+"""float32 [batch]: how far each image lies from the training images (serving_default and
+explain of models whose info_json domain has an "ood" threshold; above it: out of domain)."""
 
 INFO_SIGNATURE = "model_info"
 INFO_INPUT_KEY = "batch"  # int32 [batch]; any values, one row of info comes back per element
@@ -37,6 +40,13 @@ INFO_VALIDATED = "validated"
 """bool: the validation figures reach the task's floor (training/tasks.py)."""
 INFO_VALIDATED_REASON = "validated_reason"  # str: why (not) validated
 INFO_INTENDED_USE = "intended_use"  # str: the model card's intended-use sentence
+INFO_DOMAIN = "domain"
+"""What the model was made for: {"modalities": ["CT", ...] (DICOM Modality values), "body_parts":
+["HEAD", ...] (DICOM BodyPartExamined values), "input": str (in words), "ood": {"threshold":
+float, "score": str (what OOD_SCORE_KEY measures), "in_domain_acceptance": float (share of
+held-out in-domain images at or below the threshold)} or null}. A DICOM object whose Modality, or
+BodyPartExamined where given, is not listed, and an image whose ood_score is above the threshold,
+are out of domain: no verdict is given on them."""
 
 SCAN_AGGREGATIONS = ("top_fraction_mean",)
 

@@ -54,6 +54,7 @@ class SliceMeta:
     instance: int | None  # InstanceNumber
     series_uid: str | None  # only to detect mixed series: never in an answer or a log
     frame: int | None  # 0-based frame index in a multi-frame object, else None
+    body_part: str | None = None  # BodyPartExamined (DICOM only): checked against a model's domain
 
 
 @dataclass(frozen=True)

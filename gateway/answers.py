@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway import heatmap, series
+from gateway import domain, heatmap, series
 from gateway import tfs_api_pb2 as pb
 from gateway.errors import BadRequestError, NotFoundError
 from gateway.model_registry import ModelContractError, ModelInfo
@@ -111,20 +111,37 @@ def validation_note(info: ModelInfo) -> dict:
 
 
 def series_body(
-    info: ModelInfo, slices: Sequence[series.NamedSlice], rule: str, probs: np.ndarray
+    info: ModelInfo,
+    slices: Sequence[series.NamedSlice],
+    rule: str,
+    probs: np.ndarray,
+    ood: np.ndarray | None = None,
+    inside: np.ndarray | None = None,
 ) -> dict:
-    """The series answer: the scan verdict by the model's own rule, then every slice in order."""
+    """The series answer: the scan verdict by the model's own rule over the in-domain slices
+    (`inside`; all when None), then every slice in order, with its ood score where there is one."""
     body: dict = {"model": info.task, "version": info.version, "order": rule}
     modalities = {s.slice.meta.modality for s in slices if s.slice.meta.modality}
     if modalities:
         body["modality"] = ", ".join(sorted(modalities))
-    body["scan"] = scan_verdict(info, probs)
+    kept = np.arange(len(probs)) if inside is None else np.flatnonzero(inside)
+    verdict = scan_verdict(info, probs[kept])
+    verdict["top_slice"] = int(kept[verdict["top_slice"]])
+    if inside is not None:
+        verdict["out_of_domain_slices"] = int(len(probs) - len(kept))
+    body["scan"] = verdict
     body.update(validation_note(info))
     body["slices"] = [
-        {"index": k, "name": s.name, **_slice_answer(info, p)}
+        {"index": k, "name": s.name, **_slice_answer(info, p), **_domain_note(info, ood, k)}
         for k, (s, p) in enumerate(zip(slices, probs, strict=True))
     ]
     return body
+
+
+def _domain_note(info: ModelInfo, ood: np.ndarray | None, k: int) -> dict:
+    if ood is None:
+        return {}
+    return domain.note(info, float(ood[k]))
 
 
 def _slice_answer(info: ModelInfo, probs: np.ndarray) -> dict:

@@ -42,6 +42,30 @@ class ScanRule:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """What the model is for (ct_contract/signatures.py INFO_DOMAIN)."""
+
+    modalities: tuple[str, ...] = ()
+    body_parts: tuple[str, ...] = ()
+    input: str | None = None
+    ood_threshold: float | None = None  # above it an image's ood_score is out of domain
+    ood_score: str | None = None  # what the score measures
+    in_domain_acceptance: float | None = None
+
+    def to_dict(self) -> dict:
+        ood = None
+        if self.ood_threshold is not None:
+            ood = {"threshold": self.ood_threshold, "score": self.ood_score}
+            ood["in_domain_acceptance"] = self.in_domain_acceptance
+        return {
+            "modalities": list(self.modalities),
+            "body_parts": list(self.body_parts),
+            "input": self.input,
+            "ood": ood,
+        }
+
+
+@dataclass(frozen=True)
 class Description:
     window: Window | None = None
     window_name: str | None = None
@@ -51,6 +75,7 @@ class Description:
     validated: bool | None = None
     validated_reason: str | None = None
     intended_use: str | None = None
+    domain: Domain | None = None
 
     def to_dict(self) -> dict:
         window = None
@@ -69,6 +94,7 @@ class Description:
             "validated": self.validated,
             "validated_reason": self.validated_reason,
             "intended_use": self.intended_use,
+            "domain": self.domain.to_dict() if self.domain else None,
         }
 
 
@@ -94,6 +120,7 @@ def parse(text: str | bytes | None, labels: tuple[str, ...], binary: bool) -> De
         validated=_optional(body, mc.INFO_VALIDATED, bool),
         validated_reason=_optional(body, mc.INFO_VALIDATED_REASON, str),
         intended_use=_optional(body, mc.INFO_INTENDED_USE, str),
+        domain=_domain(body.get(mc.INFO_DOMAIN)),
     )
 
 
@@ -158,3 +185,34 @@ def _groups(value: object, labels: tuple[str, ...]):
             f"info_json label_groups must hold every label exactly once ({sorted(labels)})"
         )
     return tuple(groups)
+
+
+def _codes(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise DescriptionError(f"info_json domain.{what} must be a list of DICOM codes")
+    return tuple(v.upper() for v in value)
+
+
+def _domain(value: object) -> Domain | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DescriptionError("info_json domain must be an object or null")
+    text = value.get("input")
+    ood = value.get("ood")
+    threshold = score = acceptance = None
+    if ood is not None:
+        if not isinstance(ood, dict):
+            raise DescriptionError("info_json domain.ood must be an object or null")
+        threshold = _number(ood.get("threshold"), "domain.ood.threshold")
+        score = ood.get("score") if isinstance(ood.get("score"), str) else None
+        raw = ood.get("in_domain_acceptance")
+        acceptance = None if raw is None else _number(raw, "domain.ood.in_domain_acceptance")
+    return Domain(
+        modalities=_codes(value.get("modalities", []), "modalities"),
+        body_parts=_codes(value.get("body_parts", []), "body_parts"),
+        input=text if isinstance(text, str) else None,
+        ood_threshold=threshold,
+        ood_score=score,
+        in_domain_acceptance=acceptance,
+    )

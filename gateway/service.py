@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway import answers, decoding, metrics, series
+from gateway import answers, decoding, domain, metrics, series
 from gateway import tfs_api_pb2 as pb
 from gateway.archive import Member
 from gateway.canary import LabelResolver, Router
@@ -66,10 +66,16 @@ class Gateway:
         if explain and not info.explainable:
             raise answers.not_explainable(info)
         decoded = decoding.decode(image, info, self.settings, max_frames=None, name=None)[0]
+        domain.check_meta(info, [decoded.meta])
         pixels = decoding.model_pixels(decoded, info)
         signature = mc.EXPLAIN_SIGNATURE if explain else mc.PREDICT_SIGNATURE
         response, info = self._call(task, pixels[np.newaxis], signature, info, version)
+        ood = domain.scores(response, info, 1)
+        score = None if ood is None else float(ood[0])
+        domain.refuse_if_out(info, score)
         body = answers.prediction_body(info, answers.probabilities(response, info, 1)[0])
+        if score is not None:
+            body.update(domain.note(info, score))
         if decoded.meta.modality:
             body["modality"] = decoded.meta.modality
         if explain:
@@ -91,9 +97,11 @@ class Gateway:
         if explain is not None and not info.explainable:
             raise answers.not_explainable(info)
         ordered, rule = series.order(decoding.decode_series(files, info, self.settings))
+        domain.check_meta(info, [s.slice.meta for s in ordered])
         pixels = np.stack([decoding.model_pixels(s.slice, info) for s in ordered])
-        probs, info = self._predict_batched(task, pixels, info, version)
-        body = answers.series_body(info, ordered, rule, probs)
+        probs, info, ood = self._predict_batched(task, pixels, info, version)
+        inside = domain.refuse_series_if_mostly_out(info, ood)
+        body = answers.series_body(info, ordered, rule, probs, ood, inside)
         if explain is not None:
             index = answers.explain_index(explain, body, len(ordered))
             response, info = self._call(
@@ -105,17 +113,20 @@ class Gateway:
 
     def _predict_batched(
         self, task: str, pixels: np.ndarray, info: ModelInfo, version: int | None = None
-    ) -> tuple[np.ndarray, ModelInfo]:
-        """Probabilities of every slice, in Predicts of at most max_batch_size images, all answered
-        by one model version (`version`, else the first chunk's: later chunks ask for it)."""
+    ) -> tuple[np.ndarray, ModelInfo, np.ndarray | None]:
+        """Probabilities (and ood scores, where the model has them) of every slice, in Predicts
+        of at most max_batch_size images, all answered by one model version (`version`, else the
+        first chunk's: later chunks ask for it)."""
         step = self.settings.max_batch_size
-        chunks = []
+        chunks, scores = [], []
         for start in range(0, len(pixels), step):
             batch = pixels[start : start + step]
             response, info = self._call(task, batch, mc.PREDICT_SIGNATURE, info, version)
             version = info.version
             chunks.append(answers.probabilities(response, info, len(batch)))
-        return np.concatenate(chunks), info
+            scores.append(domain.scores(response, info, len(batch)))
+        ood = None if any(s is None for s in scores) else np.concatenate(scores)
+        return np.concatenate(chunks), info, ood
 
     def _call(
         self, task: str, batch: np.ndarray, signature: str, info: ModelInfo, version: int | None
