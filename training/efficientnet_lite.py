@@ -88,7 +88,8 @@ def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise TrainingError(f"unknown EfficientNet-Lite {name!r}; known: {', '.join(VARIANTS)}")
+        known = ", ".join(VARIANTS)
+        raise TrainingError(f"unknown EfficientNet-Lite {name!r}; known: {known}") from None
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True):
@@ -136,7 +137,9 @@ def build(
     index = 0
     for stage, (repeats, kernel, stride, expand, cin, cout) in enumerate(v.stages(), start=1):
         for r in range(repeats):
-            x = _mbconv(x, index, kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout)
+            x = _mbconv(
+                x, index, kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout
+            )
             index += 1
         if stage == last_stage:
             return keras.Model(inputs, x, name=name or f"efficientnet_{v.name}_stage{stage}")

@@ -56,7 +56,7 @@ def cam_parts(model) -> list[tuple[int | None, object]]:
     import keras
 
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if not members:
+    if not members or model.name != "ensemble":  # a nested backbone is not an ensemble
         return [(None, cam_model(model))]
     size = model.inputs[0].shape[1]
     return [

@@ -33,11 +33,12 @@ def build_info(
     labels: list[str],
     validation: dict | None,
     scan_rule: dict | None = None,
+    ood: dict | None = None,
 ) -> dict:
     """The info_json object (ct_contract/signatures.py INFO_*): window, label groups, floor and
     intended use from training/tasks.py; `validation` ({"how": str, figures...}) is checked
-    against the task's floor. A task unknown to tasks.py (tiny test exports) states nothing but
-    the missing validation."""
+    against the task's floor; `ood` the domain's out-of-distribution threshold (training/ood.py).
+    A task unknown to tasks.py (tiny test exports) states nothing but the missing validation."""
     from training.tasks import INTENDED_USE, TASK_SPECS, check_floor
 
     spec = TASK_SPECS.get(task)
@@ -55,6 +56,7 @@ def build_info(
         mc.INFO_VALIDATED: validated,
         mc.INFO_VALIDATED_REASON: reason,
         mc.INFO_INTENDED_USE: INTENDED_USE,
+        mc.INFO_DOMAIN: spec.domain.to_info(ood) if spec.domain else None,
     }
 
 
@@ -72,7 +74,7 @@ def json_safe(value):
 
 
 def _serving_functions(
-    model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info
+    model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info, ood
 ):
     from training.explain import make_explain
 
@@ -88,7 +90,15 @@ def _serving_functions(
         logits = model(pixels, training=False)
         if flip_tta:  # test-time augmentation: average with the left-right mirror image
             logits = (logits + model(tf.reverse(pixels, axis=[2]), training=False)) / 2.0
-        return {mc.PROBABILITIES_KEY: tf.nn.softmax(tf.cast(logits, tf.float32) / temperature)}
+        out = {mc.PROBABILITIES_KEY: tf.nn.softmax(tf.cast(logits, tf.float32) / temperature)}
+        return _with_ood(out, pixels)
+
+    def _with_ood(out: dict, pixels) -> dict:
+        if ood is not None:
+            out[mc.OOD_SCORE_KEY] = tf.cast(
+                tf.reshape(ood(pixels, training=False), [-1]), tf.float32
+            )
+        return out
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name=mc.INFO_INPUT_KEY)])
     def model_info(batch):
@@ -102,12 +112,14 @@ def _serving_functions(
 
     @tf.function(input_signature=[image_spec])
     def explain(image):
-        logits, heatmap, cls = explain_fn(tf.cast(image, tf.float32) / 255.0)
-        return {
+        pixels = tf.cast(image, tf.float32) / 255.0
+        logits, heatmap, cls = explain_fn(pixels)
+        out = {
             mc.PROBABILITIES_KEY: tf.nn.softmax(tf.cast(logits, tf.float32) / temperature),
             mc.HEATMAP_KEY: heatmap,
             mc.HEATMAP_CLASS_KEY: cls,
         }
+        return _with_ood(out, pixels)
 
     return serve, model_info, explain
 
@@ -153,9 +165,12 @@ def export_model(
     version: int | None = None,
     flip_tta: bool = False,
     info: dict | None = None,
+    ood=None,
 ) -> Path:
     """Write `model` (logits out, float [0,1] pixels in) as a new version; returns its directory.
-    `info` is the info_json object (`build_info`); None: tasks.py's facts, no validation."""
+    `info` is the info_json object (`build_info`); None: tasks.py's facts, no validation.
+    `ood`: a Keras model from the same pixels to [N] out-of-distribution scores
+    (training/ood.py), served as OOD_SCORE_KEY beside the probabilities."""
     import keras
 
     task_dir = Path(models_root) / task
@@ -165,10 +180,12 @@ def export_model(
         raise FileExistsError(f"{version_dir} exists; model versions are immutable")
     info = json_safe(build_info(task, labels, None) if info is None else info)
     serve, model_info, explain = _serving_functions(
-        model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info
+        model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info, ood
     )
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    if ood is None:
+        archive.track(model)  # training/reexport.py reads `variables` back in model order
+    # else: the endpoints' variables alone (Keras stores tracked ones a second time: 2x the size)
     archive.add_endpoint(mc.PREDICT_SIGNATURE, serve)
     archive.add_endpoint(mc.INFO_SIGNATURE, model_info)
     archive.add_endpoint(mc.EXPLAIN_SIGNATURE, explain)

@@ -36,6 +36,26 @@ class Floor:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """What a task's model is for (info_json "domain", ct_contract/signatures.py INFO_DOMAIN)."""
+
+    modalities: tuple[str, ...]  # DICOM Modality values
+    body_parts: tuple[str, ...]  # DICOM BodyPartExamined values
+    input: str
+
+    def to_info(self, ood: dict | None) -> dict:
+        return {
+            "modalities": list(self.modalities),
+            "body_parts": list(self.body_parts),
+            "input": self.input,
+            "ood": ood,
+        }
+
+
+HEAD = ("HEAD", "BRAIN", "SKULL", "HEADNECK")
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     dataset_dir: str  # folder name under the datasets root
@@ -49,6 +69,7 @@ class TaskSpec:
     label_groups: dict | None = None  # info_json "label_groups": {finding: [label, ...]}
     positive_finding: str | None = None  # the group whose miss costs most (its sensitivity)
     floor: tuple[Floor, ...] = ()
+    domain: Domain | None = None
 
     @property
     def grouped_by_scan(self) -> bool:
@@ -66,6 +87,7 @@ TASK_SPECS = {
             scan_id=stroke_scan_id,
             window={"center": 40.0, "width": 80.0, "name": "brain"},
             floor=(Floor("scan_auc", 0.80, "scan-level ROC AUC on held-out scans"),),
+            domain=Domain(("CT",), HEAD, "an axial non-contrast head CT slice (brain window)"),
         ),
         TaskSpec(
             "brain-tumor",
@@ -89,6 +111,7 @@ TASK_SPECS = {
                 Floor("finding_accuracy", 0.99, "tumour / no tumour accuracy on held-out images"),
                 Floor("tumour_sensitivity", 0.99, "tumour sensitivity on held-out images"),
             ),
+            domain=Domain(("CT", "MR"), HEAD, "an axial brain CT or MRI slice"),
         ),
         TaskSpec(
             "spine-fracture",
@@ -101,6 +124,7 @@ TASK_SPECS = {
             # checked against DICOM studies before a spine model is served.
             window={"center": 400.0, "width": 1800.0, "name": "bone"},
             floor=(Floor("auc", 0.80, "ROC AUC on held-out images"),),
+            domain=Domain(("CT",), ("CSPINE", "NECK", "SPINE"), "a cervical spine CT image"),
         ),
     )
 }
