@@ -82,7 +82,6 @@ _INFLATE_CHUNK = 1 << 16
 _ENDS_WITH_EOI = frozenset(JPEGLSTransferSyntaxes) | frozenset(JPEG2000TransferSyntaxes)
 _STRICT = _ENDS_WITH_EOI | {RLELossless}
 _EOI = b"\xff\xd9"
-_BLOCKS_BYTES = 6 * 8 * BLOCK_VALUES  # float64 temporaries of one block of rows
 
 
 class _DecodeWarnings(logging.Handler):
@@ -210,7 +209,8 @@ def _frame_cost(dataset: Dataset, rows: int, columns: int, uid: UID) -> int:
     values = rows * columns * samples
     codec = 4 * values if uid.is_encapsulated else 0
     image = rows * columns * (4 if samples > 1 else 1)
-    return 2 * stored * values + codec + values + image + _BLOCKS_BYTES
+    blocks = 3 * 8 * min(values, BLOCK_VALUES)  # float64 temporaries of one block of rows
+    return 2 * stored * values + codec + values + image + blocks
 
 
 def _frames(decoder: Any, dataset: Dataset) -> Iterator[np.ndarray]:
@@ -312,9 +312,9 @@ def _inflated_size(stream: memoryview, limit: int) -> int:
                     "request's memory budget leaves for it"
                 )
             pending = inflater.unconsumed_tail
-            if not pending and len(chunk) < _INFLATE_CHUNK:
+            if inflater.eof or (not pending and len(chunk) < _INFLATE_CHUNK):
                 break
-        if inflater.eof:
+        if inflater.eof:  # what follows the stream is not inflated (pydicom ignores it too)
             break
     return size
 

@@ -111,7 +111,7 @@ def _picture_cost(img: Image.Image) -> int:
     if "exif" in img.info:  # may turn it (not getexif(): for PNG that decodes the pixels)
         cost += held
     if img.mode in _DEEP_MODES:
-        cost += held + 2 * pixels + 6 * 8 * BLOCK_VALUES
+        cost += held + 2 * pixels + 3 * 8 * min(pixels, BLOCK_VALUES)
     if img.mode in ("RGBA", "LA", "PA", "P"):
         cost += 8 * pixels
     return cost
