@@ -87,7 +87,15 @@ def test_patient_data_never_leaves(caplog, capsys):
 def _decode_phi_objects() -> None:
     slices = decode_slices(phi_dicom())
     assert_no_phi(repr(slices) + repr([vars(s.meta) for s in slices]))
-    assert set(vars(slices[0].meta)) == {"modality", "position", "instance", "series_uid", "frame"}
+    # body_part (BodyPartExamined) is checked against a model's domain; it names no patient
+    assert set(vars(slices[0].meta)) == {
+        "modality",
+        "position",
+        "instance",
+        "series_uid",
+        "frame",
+        "body_part",
+    }
     refusals = [
         phi_dicom(Rows=60000, Columns=60000),
         edited("CT_small.dcm", PixelData=None, **PHI),
