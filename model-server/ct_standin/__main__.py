@@ -60,6 +60,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Read only with --enable_batching, as TF Serving does; without a file, its defaults.
     parser.add_argument("--batching_parameters_file", type=Path)
     parser.add_argument("--monitoring_config_file")
+    # Off as in TF Serving: Predict answers in float_val, int_val...; on: in tensor_content.
+    parser.add_argument(
+        "--enable_serialization_as_tensor_content",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+    )
     args = parser.parse_args(argv)
     if not args.model_config_file and not (args.model_name and args.model_base_path):
         parser.error("give --model_config_file, or --model_name and --model_base_path")
@@ -120,7 +128,13 @@ def serve(args: argparse.Namespace) -> int:
         models, lambda n, v, p: load_servable(n, v, p, args.enable_model_warmup, batcher)
     )
     pending = registry.plan()  # versions found now answer UNAVAILABLE, not NOT_FOUND, while loading
-    server = build_server(registry, metrics, args.port, args.grpc_channel_arguments)
+    server = build_server(
+        registry,
+        metrics,
+        args.port,
+        args.grpc_channel_arguments,
+        tensor_content=args.enable_serialization_as_tensor_content,
+    )
     server.start()
     rest = start_rest_server(registry, metrics, args.rest_api_port) if args.rest_api_port else None
     log.info("Serving gRPC on port %d, REST on port %s", args.port, args.rest_api_port or "-")

@@ -159,24 +159,31 @@ class Servable:
         inputs: Mapping[str, tensor_pb2.TensorProto],
         signature_name: str = "",
         output_filter: Sequence[str] = (),
-    ) -> tuple[str, dict[str, tensor_pb2.TensorProto]]:
-        """Run a signature; returns its resolved name and the (filtered) outputs as protos.
+    ) -> tuple[str, dict[str, np.ndarray]]:
+        """Run a signature; returns its resolved name and the (filtered) outputs.
         Requests are checked here, before batching, so a bad one never fails its batch-mates."""
         signature_name = signature_name or DEFAULT_SIGNATURE
-        signature = self._signatures.get(signature_name)
+        signature = self.signature(signature_name)
+        wanted = _check_output_filter(output_filter, list(signature.outputs))
+        outputs = self.run(signature_name, _decode_inputs(inputs, signature.inputs))
+        return signature_name, {alias: outputs[alias] for alias in wanted}
+
+    def signature(self, name: str) -> Signature:
+        """A runnable signature by key; FAILED_PRECONDITION (TF Serving's answer) if none."""
+        signature = self._signatures.get(name)
         if signature is None:
             raise ServingError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f'Serving signature key "{signature_name}" not found.',
+                grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.'
             )
-        wanted = _check_output_filter(output_filter, list(signature.outputs))
-        arguments = _decode_inputs(inputs, signature.inputs)
+        return signature
+
+    def run(self, name: str, arguments: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run signature `name` on checked numpy inputs, through the batcher if there is one."""
+        signature = self._signatures[name]
         if self.batcher is None:
-            outputs = signature.call(arguments)
-        else:
-            key = (self, signature_name)  # one queue per loaded version and signature
-            outputs = self.batcher.run(key, signature.call, arguments, self.name)
-        return signature_name, {alias: tf.make_tensor_proto(outputs[alias]) for alias in wanted}
+            return signature.call(arguments)
+        key = (self, name)  # one queue per loaded version and signature
+        return self.batcher.run(key, signature.call, arguments, self.name)
 
     def replay_warmup(self) -> int:
         """Replay assets.extra warmup PredictLogs like TF Serving; any failure fails the load."""

@@ -82,7 +82,7 @@ def unbatched(reference, task: str, pixels: np.ndarray) -> np.ndarray:
     from ct_contract import signatures as mc
 
     _, outputs = reference[task].predict({mc.INPUT_KEY: tf.make_tensor_proto(pixels)})
-    return tf.make_ndarray(outputs[mc.PROBABILITIES_KEY])
+    return outputs[mc.PROBABILITIES_KEY]
 
 
 @pytest.mark.slow  # loads TensorFlow models in this process
@@ -135,8 +135,8 @@ def test_allowed_batch_sizes_with_a_model_return_unpadded_rows(tiny_models_root)
         plain = load_servable("brain-tumor", 1, tiny_models_root / "brain-tumor" / "1", False)
         pixels = tiny_images(48, 3, seed=5)
         request = {mc.INPUT_KEY: tf.make_tensor_proto(pixels)}
-        got = tf.make_ndarray(servable.predict(request)[1][mc.PROBABILITIES_KEY])
-        want = tf.make_ndarray(plain.predict(request)[1][mc.PROBABILITIES_KEY])
+        got = servable.predict(request)[1][mc.PROBABILITIES_KEY]
+        want = plain.predict(request)[1][mc.PROBABILITIES_KEY]
     finally:
         batcher.stop(timeout=5)
     assert got.shape == (3, 7)

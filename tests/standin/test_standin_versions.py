@@ -94,7 +94,7 @@ def test_a_tf2_model_in_a_zero_padded_folder_is_served(tiny_models_root, tmp_pat
     pixels = np.zeros((2, 32, 32, 1), np.uint8)
     _, outputs = servable.predict({mc.INPUT_KEY: tf.make_tensor_proto(pixels)})
     assert version == 7 and servable.path == root / "007"
-    assert tf.make_ndarray(outputs[mc.PROBABILITIES_KEY]).shape == (2, 2)
+    assert outputs[mc.PROBABILITIES_KEY].shape == (2, 2)
 
 
 # --- TF1-style SavedModels ----------------------------------------------------------------------
@@ -134,7 +134,7 @@ def predict_tf1(servable, x: np.ndarray, signature: str = "", output_filter=()):
     import tensorflow as tf
 
     name, outputs = servable.predict({"in": tf.make_tensor_proto(x)}, signature, output_filter)
-    return name, {alias: tf.make_ndarray(proto) for alias, proto in outputs.items()}
+    return name, outputs
 
 
 def test_a_tf1_model_is_served(tf1_model):
