@@ -5,15 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The direct pins (one .in file per extra) and the locks pip-compile makes of them (`make lock`).
 GATEWAY_IN := gateway/requirements.in
-DEV_IN := $(GATEWAY_IN) training/requirements.in model-server/requirements.in requirements-dev.in
+DICOM_NODE_IN := dicom-node/requirements.in
+DEV_IN := $(GATEWAY_IN) training/requirements.in model-server/requirements.in $(DICOM_NODE_IN) \
+	requirements-dev.in
 GATEWAY_LOCK := gateway/requirements.lock
+DICOM_NODE_LOCK := dicom-node/requirements.lock
 DEV_LOCK := requirements-dev.lock
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --allow-unsafe --generate-hashes \
 	--no-emit-find-links --no-emit-index-url --strip-extras
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(DEV_LOCK) | sha256sum | cut -c1-12)
 # The edit loop: no process-starting or slow tests, fewer hypothesis examples (tests/conftest.py).
 FAST := -m "not slow and not integration" --hypothesis-profile=fast
-LANES := gateway contract training standin deploy integration
+LANES := gateway contract training standin deploy integration dicom_node
 TASK ?= brain-stroke
 DATA ?=
 ARGS ?=
@@ -27,9 +30,9 @@ help:
 	@echo "make run     - the local model server + gateway on :9696, restarted if they die (Ctrl-C stops both)"
 	@echo "make test    - the whole test suite (what CI runs)"
 	@echo "make test-fast - the edit loop: no slow or integration tests, hypothesis profile fast"
-	@echo "make test-gateway|contract|training|standin|deploy|integration - one lane"
+	@echo "make test-gateway|contract|training|standin|deploy|integration|dicom_node - one lane"
 	@echo "make venv    - .venv from requirements-dev.lock, the project editable"
-	@echo "make lock    - recompile gateway/requirements.lock and requirements-dev.lock"
+	@echo "make lock    - recompile gateway/, dicom-node/requirements.lock and requirements-dev.lock"
 	@echo "make train TASK=brain-stroke|brain-tumor|spine-fracture [DATA=folder] [ARGS=...]"
 	@echo "make audit TASK=... [DATA=folder]   - dataset audit report"
 	@echo "make lint    - ruff, zizmor (workflows), hadolint (Dockerfiles); make format"
@@ -53,6 +56,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 # checks each lock is exactly the closure of its inputs.
 lock: venv
 	$(PIP_COMPILE) $(LOCK_ARGS) -o $(GATEWAY_LOCK) $(GATEWAY_IN)
+	$(PIP_COMPILE) $(LOCK_ARGS) -o $(DICOM_NODE_LOCK) $(DICOM_NODE_IN)
 	$(PIP_COMPILE) $(LOCK_ARGS) -o $(DEV_LOCK) $(DEV_IN)
 
 run: venv

@@ -25,14 +25,20 @@ from tests.fixtures.common import REPO
 GATEWAY_IN = "gateway/requirements.in"
 TRAINING_IN = "training/requirements.in"
 STANDIN_IN = "model-server/requirements.in"
-DEV_IN = [GATEWAY_IN, TRAINING_IN, STANDIN_IN, "requirements-dev.in"]
-LOCKS = {"gateway/requirements.lock": [GATEWAY_IN], "requirements-dev.lock": DEV_IN}
+DICOM_NODE_IN = "dicom-node/requirements.in"
+DEV_IN = [GATEWAY_IN, TRAINING_IN, STANDIN_IN, DICOM_NODE_IN, "requirements-dev.in"]
+LOCKS = {
+    "gateway/requirements.lock": [GATEWAY_IN],
+    "dicom-node/requirements.lock": [DICOM_NODE_IN],
+    "requirements-dev.lock": DEV_IN,
+}
 # Code folders -> the .in files of the extra they run under (training imports the contract, so
 # the contract's imports are training's too; ct_standin only reads its constant signature names).
 DECLARED_IN = {
     ("gateway", "ct_contract"): [GATEWAY_IN],
     ("training", "ct_contract"): [TRAINING_IN],
     ("model-server/ct_standin",): [STANDIN_IN],
+    ("dicom-node/ct_dicom_node",): [DICOM_NODE_IN],
     ("tests", "scripts", "benchmarks", "ct_local"): DEV_IN,
 }
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
@@ -110,6 +116,7 @@ def test_pyproject_extras_read_the_in_files_the_locks_are_compiled_from():
         "gateway": [GATEWAY_IN],
         "training": [TRAINING_IN],
         "standin": [STANDIN_IN],
+        "dicom-node": [DICOM_NODE_IN],
         "dev": DEV_IN,
     }
 
