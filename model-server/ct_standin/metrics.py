@@ -21,7 +21,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str], int] = defaultdict(int)
-        self._latency: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+        self._latency: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0])
         # (series, model) -> [count per bucket (cumulative at render), sum, count]
         self._batches: dict[tuple[str, str], list] = defaultdict(
             lambda: [[0] * len(BATCH_BUCKETS), 0, 0]
@@ -54,10 +54,12 @@ class Metrics:
         with self._lock:
             return list(self._recent.get(model, ()))
 
-    def record(self, model: str, api: str, status: str, seconds: float) -> None:
+    def record(
+        self, model: str, api: str, status: str, seconds: float, entrypoint: str = "GRPC"
+    ) -> None:
         with self._lock:
             self._requests[(model, status)] += 1
-            total = self._latency[(model, api)]
+            total = self._latency[(model, api, entrypoint)]
             total[0] += seconds * 1e6  # TF Serving reports latency in microseconds
             total[1] += 1
 
@@ -78,8 +80,8 @@ class Metrics:
             "# HELP :tensorflow:serving:request_latency Request latency in microseconds.",
             "# TYPE :tensorflow:serving:request_latency summary",
         ]
-        for (model, api), (total, count) in latency:
-            labels = f'API="{api}",entrypoint="GRPC",model_name="{model}"'
+        for (model, api, entrypoint), (total, count) in latency:
+            labels = f'API="{api}",entrypoint="{entrypoint}",model_name="{model}"'
             lines.append(f":tensorflow:serving:request_latency_sum{{{labels}}} {total:.1f}")
             lines.append(f":tensorflow:serving:request_latency_count{{{labels}}} {count}")
         lines += self._render_batches()

@@ -49,26 +49,19 @@ def build(base: Path, version: int = 1) -> Path:
     return base
 
 
-def write_config(path: Path, base: Path) -> Path:
-    path.write_text(
-        "model_config_list { config {"
-        f' name: "{NAME}" base_path: "{base}" model_platform: "tensorflow" }} }}\n'
-    )
-    return path
-
-
-def serve(base: Path, tensor_content: bool = False):
-    """The stand-in's gRPC and REST servers over this model, in this process, on free loopback
-    ports: (grpc target, rest base url, stop)."""
+def serve(base: Path, tensor_content: bool = False, config: Path | None = None):
+    """The stand-in's gRPC and REST servers over this model (or the models of `config`), in this
+    process, on free loopback ports: (grpc target, rest base url, stop)."""
     from ct_local.ports import free_port
-    from ct_standin.config import ModelConfig
+    from ct_standin.config import ModelConfig, load_models
     from ct_standin.grpc_service import build_server
     from ct_standin.metrics import Metrics
     from ct_standin.registry import Registry
     from ct_standin.rest import start_rest_server
     from ct_standin.servable import load_servable
 
-    registry = Registry([ModelConfig(NAME, base)], lambda n, v, p: load_servable(n, v, p, False))
+    models = load_models(config) if config else [ModelConfig(NAME, base)]
+    registry = Registry(models, lambda n, v, p: load_servable(n, v, p, False))
     registry.load(registry.plan())
     metrics = Metrics()
     port = free_port()
