@@ -1,5 +1,5 @@
 """The Keras EfficientNet-Lite port against the reference PyTorch model's ImageNet answers
-(tests/training/data/efficientnet_lite_reference.json, written by scripts/efficientnet_reference.py),
+(tests/training/data/efficientnet_lite_reference.json, written by tools/efficientnet_reference/reference.py),
 and the torch-free checkpoint reader."""
 
 import io

