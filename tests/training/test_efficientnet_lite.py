@@ -1,6 +1,6 @@
 """The Keras EfficientNet-Lite port against the reference PyTorch model's ImageNet answers
-(tests/training/data/efficientnet_lite_reference.json, written by tools/efficientnet_reference/reference.py),
-and the torch-free checkpoint reader."""
+(tests/training/data/efficientnet_lite_reference.json, written by
+tools/efficientnet_reference/reference.py), and the torch-free checkpoint reader."""
 
 import io
 import json
@@ -14,7 +14,8 @@ from PIL import Image
 from training import efficientnet_lite as el
 from training.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
 
-REFERENCE = json.loads((Path(__file__).parent / "data/efficientnet_lite_reference.json").read_text())
+REFERENCE_FILE = Path(__file__).parent / "data" / "efficientnet_lite_reference.json"
+REFERENCE = json.loads(REFERENCE_FILE.read_text())
 skimage_data = pytest.importorskip("skimage.data")
 
 

