@@ -29,6 +29,7 @@ from training.export import json_safe, next_version, write_warmup_records
 from training.golden import write_golden
 from training.latency import measure_latency
 from training.paths import MODELS_ROOT, REPORTS_ROOT, dataset_folder
+from training.reexport_card import model_card, write_report
 from training.tasks import get_task
 
 MAX_ABS_DIFF = 1e-6
@@ -132,22 +133,29 @@ def check_same_answers(old, new_dir: Path, pixels: np.ndarray) -> None:
 
 
 def _card(old_dir, new_dir, task, version, args, ood_info, size, channels) -> None:
-    card = (old_dir / "model_card.md").read_text() if (old_dir / "model_card.md").exists() else ""
+    """The re-export's card and report (training/reexport_card.py): the old ones, headed by
+    what changed; metrics.json gains the new info_json and latency."""
     command = "python -m training.add_ood " + " ".join(sys.argv[1:])
     latency = measure_latency(new_dir, size, channels)
-    card = (
-        f"# {task} v{version}: v{args.from_version} with an out-of-domain score\n\n"
-        f"Command: `{command}`. Same weights and probabilities as v{args.from_version} (checked to "
-        f"{MAX_ABS_DIFF:g}); serving_default and explain also answer `{mc.OOD_SCORE_KEY}`.\n\n"
-        f"Out-of-domain score: {json.dumps(ood_info, indent=1)}\n\n"
-        f"Latency at batch 1 (with the score): median {latency['median_ms']:.1f} ms, "
-        f"p95 {latency['p95_ms']:.1f} ms.\n\n---\n\n" + card
-    )
+    old, new = args.from_version, version
+    extra = [
+        f"Out-of-domain score added to version {old} (weights and probabilities unchanged, "
+        f"checked to {MAX_ABS_DIFF:g}); command: `{command}`",
+        f"Out of domain: `{mc.OOD_SCORE_KEY}` above {ood_info['threshold']:.4f} "
+        f"({ood_info['in_domain_acceptance']:.4f} of held-out training images accepted); "
+        f"latency at batch 1 with the score: median {latency['median_ms']:.1f} ms",
+    ]
+    card = model_card((old_dir / "model_card.md").read_text(), task, old, new, extra)
     (new_dir / "model_card.md").write_text(card)
-    report = args.reports_root / task / f"v{version}"
-    report.mkdir(parents=True, exist_ok=True)
-    (report / "report.md").write_text(card)
-    print(f"exported {new_dir}; report {report}")
+    old_report = args.reports_root / task / f"v{old}"
+    metrics = json.loads((old_report / "metrics.json").read_text())
+    info = tf.saved_model.load(str(new_dir)).signatures[mc.INFO_SIGNATURE](batch=tf.constant([0]))
+    metrics["info_json"] = json.loads(info[mc.INFO_JSON_KEY].numpy()[0].decode())
+    metrics["latency_batch1"] = latency
+    note = "\n".join(f"- {line}" for line in extra)
+    note += f"\n\nOut-of-domain score: {json.dumps(ood_info, indent=1)}"
+    write_report(old_report, args.reports_root / task / f"v{new}", old, new, note, metrics)
+    print(f"exported {new_dir}; report {args.reports_root / task / f'v{new}'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,6 +93,18 @@ class AuditResult:
     findings: dict = field(default_factory=dict)
 
 
+def _copy_groups(records: list[Record], task: TaskSpec) -> list[list[int]]:
+    """Records whose names share the task's copy base (augmented copies of one image)."""
+    if task.copy_group is None:
+        return []
+    groups = defaultdict(list)
+    for i, record in enumerate(records):
+        base = task.copy_group(record.path)
+        if base is not None:
+            groups[base].append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
 def _clusters(n: int, exact_groups, near_pairs) -> list[int]:
     uf = UnionFind(n)
     for group in exact_groups:
@@ -132,8 +144,9 @@ def run_audit(root: Path, task: TaskSpec) -> AuditResult:
         for p in near_duplicate_pairs(np.stack([f.bits for f in facts]))
         if frozenset(p) not in exact_set
     ]
+    copies = _copy_groups(records, task)
     result = AuditResult(
-        records, facts, exact_groups, near, _clusters(len(records), exact_groups, near)
+        records, facts, exact_groups, near, _clusters(len(records), exact_groups + copies, near)
     )
     result.findings = summarise(result, exact_pairs)
     return result

@@ -122,8 +122,9 @@ def run(args: Namespace) -> Path:
     if args.export:
         from training.frozen_export import export
 
+        args.data = data
         head = fit_head(x_all, y_all == pos, args.c)
-        arrays = (labels, pixels, y_all, scans_all, audit.records)
+        arrays = (labels, pixels, y_all, scans_all, audit)
         export(
             task,
             args,

@@ -153,11 +153,28 @@ def brain_crop_mirror(size: int, channels: int, n_classes: int, crop: int = 96):
     return plain_cnn(size, channels, n_classes, mirror=True, crop=crop)
 
 
+def efficientnet_lite0(size: int, channels: int, n_classes: int, dropout: float = 0.2):
+    """EfficientNet-Lite0 with its ImageNet weights (training/efficientnet_lite.py), fine-tuned
+    whole: the slice resized to the backbone's 224 px, grey repeated to RGB, pooled, one Dense."""
+    from training import efficientnet_lite as el
+    from training.frozen import ToRgb
+
+    variant = el.get_variant("lite0")
+    inputs = keras.Input((size, size, channels))
+    x = layers.Resizing(variant.resolution, variant.resolution, name="resize")(inputs)
+    x = el.pretrained("lite0")(ToRgb(name="to_rgb")(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, out, name="efficientnet_lite0")
+
+
 ARCHITECTURES = {
     "plain_cnn": plain_cnn,
     "sep_resnet": sep_resnet,
     "plain_cnn_mirror": plain_cnn_mirror,
     "brain_crop_mirror": brain_crop_mirror,
+    "efficientnet_lite0": efficientnet_lite0,
 }
 
 

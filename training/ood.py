@@ -96,6 +96,9 @@ def held_out_scores(features: np.ndarray, groups: np.ndarray, folds: int = 5, se
     duplicate clusters), so no image is scored by a detector that saw it or its neighbours."""
     rng = np.random.default_rng(seed)
     unique = np.unique(groups)
+    folds = min(folds, len(unique))
+    if folds < 2:
+        raise ValueError("held-out OOD scores need images of at least two groups")
     fold_of_group = dict(zip(unique, rng.permutation(len(unique)) % folds, strict=True))
     fold = np.array([fold_of_group[g] for g in groups])
     out = np.empty(len(features))

@@ -8,6 +8,8 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
+import numpy as np
+
 from training.checkpoints import note_report, save_checkpoint
 from training.fit import fit_for, predict_logits
 from training.latency import measure_latency
@@ -71,7 +73,8 @@ def export_version(
     and the report folder that belongs to it."""
     from training.export import export_model, next_version
 
-    metrics["info_json"] = training_info(task, p, metrics, probs, args.seed)
+    score_model, ood_info = _ood(task, p, size)
+    metrics["info_json"] = training_info(task, p, metrics, probs, args.seed, ood_info)
     version = next_version(args.models_root / task.name)
     version_dir = export_model(
         model,
@@ -86,6 +89,18 @@ def export_version(
         version=version,
         flip_tta=args.flip_tta,
         info=metrics["info_json"],
+        ood=score_model,
     )
     metrics["latency_batch1"] = measure_latency(version_dir, size, task.channels)
     return version_dir, args.reports_root / task.name / f"v{version}"
+
+
+def _ood(task: TaskSpec, p: Prepared, size: int):
+    """(score model, info_json "ood") fitted on the training images, for tasks that declare a
+    domain; (None, None) otherwise."""
+    if task.domain is None:
+        return None, None
+    from training.frozen_export import ood_for
+
+    groups = p.groups_train if p.groups_train is not None else np.arange(len(p.x_train))
+    return ood_for(p.x_train, groups, size, task.channels)

@@ -9,7 +9,7 @@ import numpy as np
 
 from training.audit import AuditResult, run_audit, to_markdown
 from training.data import load_pixels
-from training.split import grouped_split
+from training.split import grouped_split, leakage_groups
 from training.tasks import TaskSpec
 
 EDGE_SLICE_WEIGHT = 0.4  # stroke scans: weight of skull-base/vertex slices (label may not show)
@@ -29,6 +29,7 @@ class Prepared:
     split_summary: dict = field(default_factory=dict)
     audit_md: str = ""
     split_files: dict = field(default_factory=dict)
+    groups_train: np.ndarray | None = None  # leakage group (scan, duplicate cluster) per image
 
 
 def slice_number(name: str) -> int:
@@ -82,6 +83,7 @@ def prepare(
         y_val=np.array([index[records[i].label] for i in split.val]),
         scans_train=_scans(records, split.train, task),
         scans_val=_scans(records, split.val, task),
+        groups_train=np.array(leakage_groups(audit))[np.asarray(split.train, int)],
         split_summary=split.summary([r.label for r in records]),
         audit_md=to_markdown(audit.findings, data, task.name),
         split_files={

@@ -23,6 +23,15 @@ def stroke_scan_id(path: Path) -> str | None:
     return f"scan-{match.group(1)}" if match else None
 
 
+_SPINE_BASE = re.compile(r"^(CSFDV\d+B\d+ \(\d+\))")
+
+
+def spine_base(path: Path) -> str | None:
+    """'CSFDV1B10 (18) (3).png' -> 'CSFDV1B10 (18)': the slice whose augmented copy this is."""
+    match = _SPINE_BASE.match(path.name)
+    return match.group(1) if match else None
+
+
 INTENDED_USE = "triage support for research and engineering demos; not a medical device."
 
 
@@ -70,6 +79,9 @@ class TaskSpec:
     positive_finding: str | None = None  # the group whose miss costs most (its sensitivity)
     floor: tuple[Floor, ...] = ()
     domain: Domain | None = None
+    # callable(Path) -> str | None: a base name that augmented copies of one image share; the
+    # audit makes them one duplicate cluster, so a split never puts copies on both sides
+    copy_group: object = None
 
     @property
     def grouped_by_scan(self) -> bool:
@@ -125,6 +137,7 @@ TASK_SPECS = {
             window={"center": 400.0, "width": 1800.0, "name": "bone"},
             floor=(Floor("auc", 0.80, "ROC AUC on held-out images"),),
             domain=Domain(("CT",), ("CSPINE", "NECK", "SPINE"), "a cervical spine CT image"),
+            copy_group=spine_base,
         ),
     )
 }

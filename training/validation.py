@@ -90,12 +90,14 @@ def validation_figures(task: TaskSpec, p: Prepared, metrics: dict, probs, seed: 
     return out
 
 
-def training_info(task: TaskSpec, p: Prepared, metrics: dict, probs, seed: int) -> dict:
-    """The info_json object of a model trained (or assembled) on `p`'s split."""
+def training_info(
+    task: TaskSpec, p: Prepared, metrics: dict, probs, seed: int, ood: dict | None = None
+) -> dict:
+    """The info_json object of a model trained (or assembled) on `p`'s split (`ood`: its
+    out-of-domain threshold, training/ood.py)."""
     from training.export import build_info
 
     scan = metrics.get("scan_level")
     rule = served_scan_rule(scan["threshold"]) if scan else None
-    return build_info(
-        task.name, p.labels, validation_figures(task, p, metrics, probs, seed), scan_rule=rule
-    )
+    figures = validation_figures(task, p, metrics, probs, seed)
+    return build_info(task.name, p.labels, figures, scan_rule=rule, ood=ood)

@@ -9,8 +9,11 @@ from PIL import Image
 from tests.fixtures.common import PYTHON
 
 
-def kaggle_spine_folder(root, per_class: int = 6):
-    """The Kaggle 'Spine Fracture Prediction from C.T.' layout: split/class/image, RGB."""
+def kaggle_spine_folder(root, per_class: int = 6, copies: int = 0):
+    """The Kaggle 'Spine Fracture Prediction from C.T.' layout: split/class/image, RGB. With
+    `copies`, each image comes as that many augmented copies named like the dataset's
+    ('CSFDV<n>B<k> (<slice>) (<copy>).png'), and the seed's split puts copies of one base on
+    both sides (train and val), as the real data does."""
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
         for label, shift in (("fracture", 60), ("normal", 0)):
@@ -18,7 +21,13 @@ def kaggle_spine_folder(root, per_class: int = 6):
             folder.mkdir(parents=True)
             for k in range(per_class):
                 base = rng.integers(0, 120, (12, 12, 3), dtype=np.uint8) + shift
-                Image.fromarray(base).resize((224, 224)).save(folder / f"{label}_{k}.png")
+                if not copies:
+                    Image.fromarray(base).resize((224, 224)).save(folder / f"{label}_{k}.png")
+                    continue
+                for c in range(copies):
+                    rotated = Image.fromarray(base).resize((224, 224)).rotate(7 * c)
+                    name = f"CSFDV{shift}B{k} ({k + 10}) ({c + 1 + copies * (split == 'val')}).png"
+                    rotated.save(folder / name)
     return root
 
 

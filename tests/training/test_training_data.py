@@ -120,3 +120,26 @@ def test_training_loader_and_gateway_preprocess_give_identical_bytes(shared_samp
         served = load_model_input(record.path.read_bytes(), 128, 1)
         assert served.dtype == np.uint8 and served.shape == (128, 128, 1)
         assert arr.tobytes() == served.tobytes(), record.path.name
+
+
+def test_spine_base_names_the_slice_an_augmented_copy_is_of():
+    from training.tasks import spine_base
+
+    assert spine_base(Path("CSFDV1B10 (18) (3).png")) == "CSFDV1B10 (18)"
+    assert spine_base(Path("CSFDV1B10 (18).png")) == "CSFDV1B10 (18)"
+    assert spine_base(Path("normal_3.png")) is None
+
+
+def test_spine_audit_keeps_augmented_copies_in_one_cluster(tmp_path):
+    spine = get_task("spine-fracture")
+    for split, copy in (("train", 1), ("val", 2)):
+        folder = tmp_path / split / "fracture"
+        folder.mkdir(parents=True)
+        for k in range(3):  # distinct images: only their names tie the copies together
+            _scan_image(10 * k + copy).save(folder / f"CSFDV1B{k} (5) ({copy}).png")
+    result = run_audit(tmp_path, spine)
+    by_base: dict[str, set[int]] = {}
+    for record, cluster in zip(result.records, result.cluster_of, strict=True):
+        by_base.setdefault(record.path.name.rsplit(" (", 1)[0], set()).add(cluster)
+    assert len(by_base) == 3 and all(len(c) == 1 for c in by_base.values())
+    assert len(set(result.cluster_of)) == 3

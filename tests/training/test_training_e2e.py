@@ -61,8 +61,10 @@ def _predict_and_check(target: str, data, threshold: float) -> None:
         req = predict_pb2.PredictRequest()
         req.model_spec.name = "spine-fracture"
         req.inputs[mc.INPUT_KEY].CopyFrom(tf.make_tensor_proto(pixels))
-        probs = tf.make_ndarray(stub.Predict(req, timeout=30).outputs[mc.PROBABILITIES_KEY])
+        served = stub.Predict(req, timeout=30).outputs
+        probs = tf.make_ndarray(served[mc.PROBABILITIES_KEY])
         assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-4
+        assert tf.make_ndarray(served[mc.OOD_SCORE_KEY]).shape == (1,)
 
         info = predict_pb2.PredictRequest()
         info.model_spec.name = "spine-fracture"
@@ -77,6 +79,8 @@ def _predict_and_check(target: str, data, threshold: float) -> None:
         assert tf.make_ndarray(out[mc.POSITIVE_INDEX_KEY])[0] == 0
         described = json.loads(tf.make_ndarray(out[mc.INFO_JSON_KEY])[0])
         assert described[mc.INFO_WINDOW] == get_task("spine-fracture").window
+        domain = described[mc.INFO_DOMAIN]
+        assert domain["modalities"] == ["CT"] and domain["ood"]["threshold"] > 0
         assert (
             described[mc.INFO_VALIDATION]["auc"] >= 0
             and "seed 1337" in (described[mc.INFO_VALIDATION]["how"])
@@ -88,3 +92,32 @@ def _predict_and_check(target: str, data, threshold: float) -> None:
         heat = tf.make_ndarray(out[mc.HEATMAP_KEY])
         assert heat.shape[0] == 1 and heat.ndim == 3 and 0 <= heat.min() <= heat.max() <= 1
         assert tf.make_ndarray(out[mc.HEATMAP_CLASS_KEY]).tolist() == [0]  # the positive class
+
+
+def test_pretrained_backbone_and_copy_groups_on_the_kaggle_layout(tmp_path):
+    """The dataset's augmented copies of one slice stay on one side of the split; the ImageNet
+    EfficientNet-Lite0 backbone trains and exports with its out-of-domain score."""
+    import tensorflow as tf
+
+    data = kaggle_spine_folder(tmp_path / "data", per_class=3, copies=3)
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    cmd = tiny_spine_training(
+        data, "64", models, reports, tmp_path / "ck", "--arch", "efficientnet_lite0"
+    )
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    split = json.loads((reports / "spine-fracture" / "v1" / "split.json").read_text())
+    base = lambda rel: rel.rsplit("/", 1)[-1].rsplit(" (", 1)[0]  # noqa: E731
+    assert not {base(r) for r in split["train"]} & {base(r) for r in split["val"]}
+
+    loaded = tf.saved_model.load(str(models / "spine-fracture" / "1"))
+    image = next((data / "cervical fracture" / "train" / "fracture").glob("*.png"))
+    spine = load_model_input(image.read_bytes(), 64, 1)[np.newaxis]
+    blank = np.zeros_like(spine)
+    scores = loaded.signatures[mc.PREDICT_SIGNATURE](
+        image=tf.constant(np.concatenate([spine, blank]))
+    )
+    ood = scores[mc.OOD_SCORE_KEY].numpy()
+    info = loaded.signatures[mc.INFO_SIGNATURE](batch=tf.constant([0]))
+    threshold = json.loads(info[mc.INFO_JSON_KEY].numpy()[0])[mc.INFO_DOMAIN]["ood"]["threshold"]
+    assert ood[1] > threshold >= ood[0]
