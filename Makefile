@@ -21,7 +21,7 @@ TASK ?= brain-stroke
 DATA ?=
 ARGS ?=
 LOCK_ARGS ?=
-DOCKERFILES := gateway/Dockerfile model-server/Dockerfile
+DOCKERFILES := gateway/Dockerfile model-server/Dockerfile dicom-node/Dockerfile
 
 .PHONY: help venv lock run test test-fast $(addprefix test-,$(LANES)) lint format train audit \
 	protos clean tf-compat

@@ -30,6 +30,9 @@ DOCKER_BUILD = re.compile(
 )
 # API groups of CRDs (Prometheus Operator) that kubernetes-validate has no schemas for.
 CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com",)
+# Deployments that run exactly one pod by design, on a volume (no HPA, no PDB): the DICOM node,
+# whose spool must see every instance of a series (kube-config/base/dicom-node.yaml).
+SINGLETONS = ("dicom-node",)
 
 
 def render(overlay: str) -> list[dict]:

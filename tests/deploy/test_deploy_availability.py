@@ -6,7 +6,7 @@ every Deployment spreads over nodes, and the production overlay over zones too.
 
 from __future__ import annotations
 
-from tests.deploy.manifests import matches, of_kind, one
+from tests.deploy.manifests import SINGLETONS, matches, of_kind, one
 
 DEPLOYMENTS = ("gateway", "tf-serving")
 HOSTNAME = "kubernetes.io/hostname"
@@ -56,5 +56,25 @@ def test_production_spreads_over_zones_and_nodes(production_objects):
 
 def test_every_deployment_is_covered(objects):
     assert sorted(d["metadata"]["name"] for d in of_kind(objects, "Deployment")) == sorted(
-        DEPLOYMENTS
+        DEPLOYMENTS + SINGLETONS
     )
+
+
+def test_singletons_run_one_pod_on_their_volume_and_never_two(objects):
+    for name in SINGLETONS:
+        spec = one(objects, "Deployment", name)["spec"]
+        assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate", name
+        hpas = [
+            h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")
+        ]
+        assert name not in hpas, name
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in spec["template"]["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        ]
+        assert claims, f"{name}: its state lives on a PersistentVolumeClaim"
+        for claim in claims:
+            assert one(objects, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == [
+                "ReadWriteOnce"
+            ]
