@@ -112,9 +112,7 @@ def export(task, args: Namespace, spec, arrays, result: dict, cv_report, head) -
     metrics["latency_batch1"] = measure_latency(version_dir, args.size, task.channels)
     metrics["train_minutes"] = (time.time() - started) / 60
     report_dir = args.reports_root / task.name / f"v{version}"
-    write_report(
-        report_dir, version_dir, task, p, metrics, probs, {}, result["command"] + " --export"
-    )
+    write_report(report_dir, version_dir, task, p, metrics, probs, {}, result["command"])
     _notes(version_dir, report_dir, spec, args, cv_report, ood_info)
     print(f"exported {version_dir}; report {report_dir}", flush=True)
 
