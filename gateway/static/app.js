@@ -23,6 +23,11 @@
     504: "The model server took too long to answer: retry later, or send fewer slices.",
   };
 
+  // Hints by error code where the status alone says too little.
+  const CODE_HINTS = {
+    out_of_domain: "This model was not made for this image (another task, modality or body part, or not a scan slice at all): pick the task that fits the image.",
+  };
+
   const $ = (id) => document.getElementById(id);
   const el = {
     task: $("task"),
@@ -182,7 +187,7 @@
     const code = failure instanceof ApiFailure ? failure.code : "page_error";
     el.errorTitle.textContent = status > 0 ? `Error ${status} (${code})` : status === 0 ? "No answer from the gateway" : "Unexpected problem in the page";
     el.errorMessage.textContent = failure && failure.message ? failure.message : String(failure);
-    let hint = HINTS[status] || (status >= 500 ? HINTS[500] : status > 0 ? "Unexpected answer: reload the page and try again." : "Reload the page and try again.");
+    let hint = CODE_HINTS[code] || HINTS[status] || (status >= 500 ? HINTS[500] : status > 0 ? "Unexpected answer: reload the page and try again." : "Reload the page and try again.");
     if (failure instanceof ApiFailure && failure.retryAfter) hint += ` The gateway suggests retrying after ${failure.retryAfter} s.`;
     el.errorHint.textContent = hint;
     el.error.dataset.status = String(status);
@@ -257,6 +262,12 @@
     else if (model.validated === false) fact("validated", "NO");
     else fact("validated", "not stated by this model version");
     if (model.intended_use) fact("intended use", model.intended_use);
+    if (model.domain) {
+      const d = model.domain;
+      const kinds = [d.input, Array.isArray(d.modalities) && d.modalities.length ? "DICOM modality " + d.modalities.join("/") : null].filter(Boolean).join("; ");
+      fact("made for", kinds);
+      if (d.ood && isNumber(d.ood.threshold)) fact("refuses", `images whose out-of-distribution score is above ${fmt(d.ood.threshold)}`);
+    }
     el.modelInfo.append(facts);
 
     if (model.validation && typeof model.validation === "object") {
@@ -534,6 +545,7 @@
     if (scan.finding && scan.finding.label) details.push(`Finding: ${scan.finding.label} (p = ${fmt(scan.finding.probability)})`);
     const n = Array.isArray(a.slices) ? a.slices.length : 0;
     details.push(`${n} slice${n === 1 ? "" : "s"}${a.modality ? ", " + a.modality : ""}`);
+    if (scan.out_of_domain_slices) details.push(`${scan.out_of_domain_slices} slice${scan.out_of_domain_slices === 1 ? "" : "s"} out of the model's domain, left out of the verdict`);
     verdictBox(kind, headline, { kind: "Scan verdict", details });
   }
 
