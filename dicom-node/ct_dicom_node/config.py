@@ -41,6 +41,7 @@ class NodeConfig:
     port: int = 11112
     http_port: int = 8080
     gateway_token_file: Path | None = None
+    stow_token_file: Path | None = None
     gateway_timeout_s: float = 120.0
     quiet_s: float = 10.0
     max_age_s: float = 600.0
@@ -69,6 +70,7 @@ _TOP = {
     "gateway",
     "destination",
     "rules",
+    "stow_token_file",
 }
 
 
@@ -111,6 +113,7 @@ def from_dict(raw: dict) -> NodeConfig:
         rules=rules,
         spool_dir=Path(raw.get("spool_dir", "/var/spool/ct-dicom-node")),
         bind=str(raw.get("bind", "0.0.0.0")),
+        stow_token_file=Path(raw["stow_token_file"]) if raw.get("stow_token_file") else None,
         **numbers,
     )
 

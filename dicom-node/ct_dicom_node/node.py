@@ -56,6 +56,15 @@ class Node:
         self.spool.put(series_uid, sop_uid, data)
         self.assembler.arrived(key, self.clock(), len(data))
 
+    def stow_store(self, series_uid: str, sop_uid: str, data: bytes) -> None:
+        """store() for STOW-RS parts, counted like C-STORE instances."""
+        try:
+            self.store(series_uid, sop_uid, data)
+        except Refuse:
+            self.metrics.instances.labels("refused").inc()
+            raise
+        self.metrics.instances.labels("stored").inc()
+
     def resume(self) -> int:
         """Register the series left in the spool by an earlier run; how many."""
         found = list(self.spool.series())
