@@ -257,6 +257,8 @@ def _decode(index: int, alias: str, proto: tensor_pb2.TensorProto, spec: tf.Tens
         )
     if math.prod(dims) * max(spec.dtype.size, 1) > MAX_TENSOR_BYTES:
         raise ServingError(INVALID, f"input {alias} of shape {dims} is too large")
+    if proto.tensor_content and spec.dtype in _ZERO_COPY:
+        return _from_content(alias, proto.tensor_content, dims, spec.dtype.as_numpy_dtype)
     try:
         value = tf.make_ndarray(proto)
         # Convert now, not in the batch: a value that cannot be the signature's dtype fails alone.
@@ -267,6 +269,22 @@ def _decode(index: int, alias: str, proto: tensor_pb2.TensorProto, spec: tf.Tens
         )
     except (ValueError, TypeError) as err:
         raise ServingError(INVALID, f"input {alias} is not a valid tensor: {err}") from err
+
+
+# Dtypes whose tensor_content is read in place (a view, no copy and no TensorFlow call).
+_ZERO_COPY = {tf.uint8, tf.int8, tf.int16, tf.int32, tf.int64, tf.float32, tf.float64}
+
+
+def _from_content(alias: str, content: bytes, dims: list[int], dtype) -> np.ndarray:
+    wanted = math.prod(dims) * np.dtype(dtype).itemsize
+    if len(content) != wanted:
+        raise ServingError(
+            INVALID,
+            f"input {alias} is not a valid tensor: tensor_content has {len(content)} bytes, "
+            f"shape {dims} needs {wanted}",
+        )
+    little = np.dtype(dtype).newbyteorder("<")
+    return np.frombuffer(content, little).reshape(dims).astype(dtype, copy=False)
 
 
 def load_servable(
