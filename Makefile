@@ -104,3 +104,4 @@ clean:
 -include mk/kind.mk
 -include mk/browser.mk
 -include mk/bench.mk
+-include mk/dicom.mk
