@@ -209,6 +209,15 @@ def test_standin_flags_match_tensorflow_model_server(tmp_path):
     assert args.enable_batching is True and args.enable_model_warmup is False
 
 
+def test_tensor_content_is_off_unless_asked_as_in_tensorflow_model_server():
+    assert parse_args(["--model_config_file=x"]).enable_serialization_as_tensor_content is False
+    for flag in (
+        "--enable_serialization_as_tensor_content",
+        "--enable_serialization_as_tensor_content=true",
+    ):
+        assert parse_args(["--model_config_file=x", flag]).enable_serialization_as_tensor_content
+
+
 @pytest.mark.parametrize(
     "argv", [[], ["--model_config_file=x", "--enable_model_warmup=maybe"], ["--bogus=1"]]
 )
