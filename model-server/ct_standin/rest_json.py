@@ -53,7 +53,7 @@ def to_array(value: object, spec: tf.TensorSpec, name: str) -> np.ndarray:
             array = np.array(_strings(value), dtype=object)
         else:
             array = np.array(value, dtype=spec.dtype.as_numpy_dtype)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OverflowError) as err:
         raise _invalid(f"Failed to process input {name}: {err}") from err
     if _ragged(array):
         raise _invalid(f"Failed to process input {name}: lists of different lengths")

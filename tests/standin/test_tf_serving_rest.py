@@ -147,6 +147,8 @@ def test_status_and_metadata(base):
             400,
             "Unexpected element type in feature: x expecting type: float",
         ),
+        (":predict", {"instances": [[1.0], [2.0, 3.0]]}, 400, "Failed to process input x"),
+        (":predict", {"instances": ["one"]}, 400, "Failed to process input x"),
         ("/versions/9:predict", {"instances": X}, 404, "Servable not found for request: "),
         ("/labels/nope:predict", {"instances": X}, 400, "Unrecognized servable version label"),
     ],
