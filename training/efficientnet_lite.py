@@ -92,6 +92,13 @@ def get_variant(name: str) -> Variant:
         raise TrainingError(f"unknown EfficientNet-Lite {name!r}; known: {known}") from None
 
 
+class ToRgb(layers.Layer):
+    """Grey [.., 1] -> [.., 3] by repetition (what an ImageNet backbone takes); RGB passes."""
+
+    def call(self, x):
+        return x if x.shape[-1] == 3 else keras.ops.repeat(x, 3, axis=-1)
+
+
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True):
     x = layers.Conv2D(filters, kernel, stride, "same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)

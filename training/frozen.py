@@ -38,13 +38,6 @@ class FeatureSpec:
         return f"{self.variant}{'-crop' if self.crop else ''}{'-mirror' if self.mirror else ''}"
 
 
-class ToRgb(keras.layers.Layer):
-    """Grey [.., 1] -> [.., 3] by repetition; RGB passes."""
-
-    def call(self, x):
-        return x if x.shape[-1] == 3 else keras.ops.repeat(x, 3, axis=-1)
-
-
 class MapMirrorDifference(keras.layers.Layer):
     """mean over positions of |F(x) - flip(F(flip(x)))|, per channel."""
 
@@ -64,7 +57,7 @@ def feature_net(spec: FeatureSpec, size: int, channels: int) -> keras.Model:
         x = BrainCrop(res, name="brain_crop")(inputs)
     else:
         x = keras.layers.Resizing(res, res, name="resize")(inputs)
-    x = ToRgb(name="to_rgb")(x)
+    x = el.ToRgb(name="to_rgb")(x)
     maps = backbone(x, training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(maps)
     if not spec.mirror:

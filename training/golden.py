@@ -38,21 +38,27 @@ def golden(version_dir: Path, task: str, version: int) -> dict:
     info = loaded.signatures[mc.INFO_SIGNATURE](**{mc.INFO_INPUT_KEY: tf.zeros([1], tf.int32)})
     labels = [s.decode() for s in info[mc.LABELS_KEY].numpy()[0]]
 
-    def probabilities(data: bytes) -> dict[str, float]:
+    def run(data: bytes) -> dict:
         # As gateway/decoding.py: decode (pictures need no window), letterbox, model dtype.
         pixels = to_model_input(decode_single(data).image, size, channels).astype(dtype)
-        out = serve(**{mc.INPUT_KEY: tf.constant(pixels[np.newaxis])})
+        return serve(**{mc.INPUT_KEY: tf.constant(pixels[np.newaxis])})
+
+    def probabilities(out: dict) -> dict[str, float]:
         probs = out[mc.PROBABILITIES_KEY].numpy()[0]
         return {label: float(p) for label, p in zip(labels, probs, strict=True)}
 
     image, files = smoke_inputs()
-    return {
+    answers = {"predict": run(image), **{name: run(data) for name, data in files}}
+    out = {
         "task": task,
         "version": version,
         "note": "written by python -m training.golden: scripts/smoke.py's expected answers",
-        "predict": probabilities(image),
-        "series": {name: probabilities(data) for name, data in files},
+        "predict": probabilities(answers["predict"]),
+        "series": {name: probabilities(answers[name]) for name, _ in files},
     }
+    if mc.OOD_SCORE_KEY in answers["predict"]:  # the out-of-domain score of each input
+        out["ood"] = {k: float(v[mc.OOD_SCORE_KEY].numpy()[0]) for k, v in answers.items()}
+    return out
 
 
 def write_golden(models_root: Path, task: str, version: int) -> Path:

@@ -157,12 +157,11 @@ def efficientnet_lite0(size: int, channels: int, n_classes: int, dropout: float 
     """EfficientNet-Lite0 with its ImageNet weights (training/efficientnet_lite.py), fine-tuned
     whole: the slice resized to the backbone's 224 px, grey repeated to RGB, pooled, one Dense."""
     from training import efficientnet_lite as el
-    from training.frozen import ToRgb
 
     variant = el.get_variant("lite0")
     inputs = keras.Input((size, size, channels))
     x = layers.Resizing(variant.resolution, variant.resolution, name="resize")(inputs)
-    x = el.pretrained("lite0")(ToRgb(name="to_rgb")(x))
+    x = el.pretrained("lite0")(el.ToRgb(name="to_rgb")(x))
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(n_classes, name="logits")(x)

@@ -21,7 +21,6 @@ import keras
 import numpy as np
 
 from training import efficientnet_lite as el
-from training.frozen import ToRgb
 
 OOD_VARIANT = "lite0"
 OOD_STAGE = 5
@@ -67,7 +66,7 @@ def feature_net(size: int, channels: int) -> keras.Model:
     backbone.trainable = False
     inputs = keras.Input((size, size, channels))
     x = keras.layers.Resizing(OOD_RESOLUTION, OOD_RESOLUTION, name="ood_resize")(inputs)
-    x = ToRgb(name="ood_rgb")(x)
+    x = el.ToRgb(name="ood_rgb")(x)
     out = MeanStdPool(name="ood_pool")(backbone(x, training=False))
     return keras.Model(inputs, out, name="ood_features")
 

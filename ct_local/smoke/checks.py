@@ -10,7 +10,13 @@ from collections.abc import Callable
 from ct_local.smoke.client import request, wait_for
 from ct_local.smoke.errors import SmokeError
 from ct_local.smoke.golden import NO_GOLDEN, Golden
-from ct_local.smoke.inputs import SERIES_SLICES, multipart, multipart_files, smoke_inputs
+from ct_local.smoke.inputs import (
+    SERIES_SLICES,
+    multipart,
+    multipart_files,
+    series_names,
+    smoke_inputs,
+)
 
 PROBABILITY_SUM_TOLERANCE = 1e-3
 INSTANCE_HEADER = "X-CT-Instance"  # the gateway's pod name (HOSTNAME), on GET /readyz
@@ -85,12 +91,15 @@ def check_binary(model: dict, body: dict) -> None:
 
 def predict_all(base: str, models: list[dict], image: bytes, golden: Golden = NO_GOLDEN) -> None:
     for model in models:
-        data, content_type = multipart("image", "smoke.png", image, "image/png")
+        data, content_type = multipart("image", "smoke.jpg", image, "image/jpeg")
         url = f"{base}/v1/models/{model['task']}:predict"
         reply = request(url, data, content_type, timeout=30.0)
+        if out_of_domain_as_expected(model, reply, golden, ["predict"], url):
+            continue
         if reply.status != 200:
             raise SmokeError(f"POST {url} -> HTTP {reply.status}: {reply.body}")
         check_prediction(model, reply.body)
+        golden.check_ood(model["task"], "predict", reply.body.get("domain", {}).get("ood_score"))
         golden.check_version(model["task"], reply.body["version"])
         golden.check_probabilities(model["task"], "predict", reply.body["probabilities"])
         print(f"ok   {model['task']}: v{reply.body['version']} label={reply.body['label']}")
@@ -103,16 +112,20 @@ def predict_series_all(base: str, models: list[dict], golden: Golden = NO_GOLDEN
         data, content_type = multipart_files("image", files)
         url = f"{base}/v1/models/{model['task']}:predict_series"
         reply = request(url, data, content_type, timeout=60.0)
+        if out_of_domain_as_expected(model, reply, golden, [name for name, _ in files], url):
+            continue
         if reply.status != 200:
             raise SmokeError(f"POST {url} -> HTTP {reply.status}: {reply.body}")
         body = reply.body
         names = [s.get("name") for s in body.get("slices", [])]
-        if names != [f"slice ({k}).png" for k in range(1, SERIES_SLICES + 1)]:
+        if names != series_names():
             raise SmokeError(f"{model['task']}: series slices {names} not in natural order")
         golden.check_version(model["task"], body.get("version"))
         for entry in body["slices"]:
             check_prediction(model, {**entry, "model": body["model"], "version": body["version"]})
             golden.check_probabilities(model["task"], entry["name"], entry["probabilities"])
+            ood = entry.get("domain", {}).get("ood_score")
+            golden.check_ood(model["task"], entry["name"], ood)
         if body.get("scan", {}).get("label") not in model["labels"]:
             raise SmokeError(f"{model['task']}: series scan verdict {body.get('scan')}")
         print(f"ok   {model['task']}: series of {SERIES_SLICES}, scan={body['scan']['label']}")
@@ -135,3 +148,33 @@ def run_http_checks(
         print(f"ok   versions {golden.versions} (golden answers within {golden.tolerance:g})")
     predict_all(base, models, smoke_inputs()[0], golden)
     predict_series_all(base, models, golden)
+
+
+def out_of_domain_as_expected(model: dict, reply, golden: Golden, inputs: list[str], url) -> bool:
+    """True when the model refused `inputs` as out of domain and that is its golden answer (the
+    scores agree), or, without golden answers, when the refusal carries a score above the
+    threshold the model declares. A refusal the golden answers do not foresee is an error."""
+    body = reply.body if isinstance(reply.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    if reply.status != 422 or error.get("code") != "out_of_domain":
+        return False
+    task = model["task"]
+    threshold = ((model.get("domain") or {}).get("ood") or {}).get("threshold")
+    if not isinstance(threshold, int | float):
+        raise SmokeError(f"POST {url} -> out_of_domain from a model without a threshold: {body}")
+    refusals = golden.ood_refusals(task, threshold)
+    if refusals:
+        out = sum(refusals.get(what, False) for what in inputs)
+        # one image: refused when out; a series: when most slices are out (gateway/domain.py)
+        if not (out == 1 if len(inputs) == 1 else 2 * out > len(inputs)):
+            raise SmokeError(
+                f"POST {url} -> refused as out of domain, not its golden answer: {body}"
+            )
+        if len(inputs) == 1:
+            golden.check_ood(task, inputs[0], error.get("ood_score"))
+    elif len(inputs) == 1 and not float(error.get("ood_score", -1)) > threshold:
+        raise SmokeError(f"POST {url} -> out_of_domain without a score above {threshold}: {body}")
+    print(
+        f"ok   {task}: the smoke's synthetic input is out of its domain, refused (422) as expected"
+    )
+    return True

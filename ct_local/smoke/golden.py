@@ -47,6 +47,19 @@ class Golden:
                 f"{worst:.2e} > {self.tolerance:g} (other model bytes or preprocessing?)"
             )
 
+    def check_ood(self, task: str, what: str, score: object) -> None:
+        """`score`: the answer's ood_score for input `what` ("predict" or a slice name)."""
+        want = (self.answers.get(task) or {}).get("ood", {}).get(what)
+        if want is None:
+            return
+        if not isinstance(score, int | float) or abs(float(score) - want) > self.tolerance * 10:
+            raise SmokeError(f"{task} {what}: ood_score {score!r}, golden {want:.4f}")
+
+    def ood_refusals(self, task: str, threshold: float) -> dict[str, bool]:
+        """Input -> whether the model must refuse it as out of domain (empty: no OOD score)."""
+        scores = (self.answers.get(task) or {}).get("ood", {})
+        return {what: score > threshold for what, score in scores.items()}
+
 
 NO_GOLDEN = Golden({}, {})
 

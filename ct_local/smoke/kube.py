@@ -60,7 +60,7 @@ def generate_load(base: str, image: bytes, seconds: float, threads: int = 4) -> 
 
     def loop() -> None:
         while time.monotonic() < deadline:
-            data, content_type = multipart("image", "load.png", image, "image/png")
+            data, content_type = multipart("image", "load.jpg", image, "image/jpeg")
             with contextlib.suppress(SmokeError):
                 request(f"{base}/v1/models/{task}:predict", data, content_type, timeout=30.0)
                 done.append(1)
