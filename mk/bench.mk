@@ -10,10 +10,13 @@ PY ?= .venv/bin/python
 BENCH_OUT ?= build/bench
 BENCH_ARGS ?=
 
-.PHONY: bench bench-memory
+.PHONY: bench bench-memory bench-models
 
 bench: venv ## the side-by-side benchmark (needs TensorFlow, the committed models, ../shared)
 	$(PY) benchmarks/bench.py --out $(BENCH_OUT) $(BENCH_ARGS)
 
 bench-memory: venv ## a worker's peak memory and time per bomb class of issue 17 (about 40 s)
 	$(PY) benchmarks/memory_bombs.py
+
+bench-models: venv ## every committed model version's forward pass at batch 1 and 16 (about 1 min)
+	$(PY) benchmarks/model_cost.py
