@@ -45,6 +45,7 @@ class NodeConfig:
     gateway_timeout_s: float = 120.0
     quiet_s: float = 10.0
     max_age_s: float = 600.0
+    keep_done_s: float = 900.0
     max_series_instances: int = 512
     max_series_bytes: int = 192 * 1024 * 1024
     retry_initial_s: float = 2.0
@@ -62,6 +63,7 @@ _TOP = {
     "spool_dir",
     "quiet_s",
     "max_age_s",
+    "keep_done_s",
     "max_series_instances",
     "max_series_bytes",
     "retry_initial_s",
@@ -123,6 +125,7 @@ _NUMBERS = (
     "http_port",
     "quiet_s",
     "max_age_s",
+    "keep_done_s",
     "max_series_instances",
     "max_series_bytes",
     "retry_initial_s",

@@ -82,6 +82,7 @@ class Node:
         for key in self.assembler.due(now):
             self._process(key, now)
         self._deliver(self.clock())
+        self.spool.sweep(self.clock(), self.config.keep_done_s)
         oldest = self.assembler.oldest_s()
         self.metrics.queue_age.set(0 if oldest is None else max(0.0, self.clock() - oldest))
         self.metrics.outbox.set(len(self.outbox.waiting()))
@@ -94,7 +95,12 @@ class Node:
         self.metrics.series.labels("completed", "").inc()
         try:
             outcome = processing.process(
-                key, files, self.config.rules, self.gateway, self.outbox, self.config.manufacturer
+                key,
+                self.spool.series_files(key),
+                self.config.rules,
+                self.gateway,
+                self.outbox,
+                self.config.manufacturer,
             )
         except GatewayUnavailable as exc:
             delay = backoff_s(state.attempts, self.config.retry_initial_s, self.config.retry_max_s)
@@ -110,6 +116,8 @@ class Node:
         self.metrics.series.labels(outcome.status, outcome.task or "").inc()
         if outcome.status in ("refused", "unreadable"):
             self.spool.keep_failed(key, files)
+        elif outcome.status == "ignored":
+            self.spool.forget(key, files)
         else:
             self.spool.done(key, files)
 

@@ -3,8 +3,10 @@ is acknowledged, so nothing acknowledged is lost if the process dies; on restart
 in the spool are assembled again.
 
 Layout under the spool folder: incoming/<series key>/<sop key>.dcm (keys are SHA-256 digests of
-the UIDs: file names carry no identifier), failed/<series key>/ (series the gateway refused, kept
-for an operator), outbox/<sop key>.dcm (result objects until the destination accepts them)."""
+the UIDs: file names carry no identifier), done/<series key>/ (instances of scored series, kept
+for `keep_done_s` so that late instances of a series are scored together with the earlier ones),
+failed/<series key>/ (series the gateway refused, kept for an operator), outbox/<sop key>.dcm
+(result objects until the destination accepts them)."""
 
 from __future__ import annotations
 
@@ -57,8 +59,9 @@ class Spool:
         self.root = Path(root)
         self.incoming = self.root / "incoming"
         self.failed = self.root / "failed"
+        self.finished = self.root / "done"
         self.outbox = self.root / "outbox"
-        for folder in (self.incoming, self.failed, self.outbox):
+        for folder in (self.incoming, self.failed, self.finished, self.outbox):
             folder.mkdir(parents=True, exist_ok=True)
 
     def put(self, series_uid: str, sop_uid: str, data: bytes) -> Path:
@@ -90,11 +93,37 @@ class Spool:
     def files_of(self, key: str) -> tuple[Path, ...]:
         return tuple(sorted((self.incoming / key).glob("*.dcm")))
 
+    def series_files(self, key: str) -> tuple[Path, ...]:
+        """What to score: the waiting instances plus the series' scored ones still kept in done/
+        (a re-sent instance: the waiting copy)."""
+        waiting = {p.name: p for p in self.files_of(key)}
+        kept = {p.name: p for p in (self.finished / key).glob("*.dcm")}
+        return tuple(sorted({**kept, **waiting}.values(), key=lambda p: p.name))
+
     def done(self, key: str, files: tuple[Path, ...]) -> None:
-        """Forget the processed files of a series (instances that arrived since stay)."""
+        """Move the scored waiting files of a series to done/ (instances arrived since stay)."""
+        target = self.finished / key
+        target.mkdir(exist_ok=True)
+        for path in files:
+            if path.parent == self.incoming / key and path.exists():
+                os.replace(path, target / path.name)
+        os.utime(target)
+        _rmdir_if_empty(self.incoming / key)
+
+    def forget(self, key: str, files: tuple[Path, ...]) -> None:
+        """Delete processed files of a series that is not scored (no rule matched)."""
         for path in files:
             path.unlink(missing_ok=True)
         _rmdir_if_empty(self.incoming / key)
+
+    def sweep(self, now_s: float, keep_s: float) -> int:
+        """Delete the done/ series last scored more than `keep_s` ago; how many."""
+        old = [
+            d for d in self.finished.iterdir() if d.is_dir() and d.stat().st_mtime < now_s - keep_s
+        ]
+        for folder in old:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(old)
 
     def keep_failed(self, key: str, files: tuple[Path, ...]) -> Path:
         """Move the processed files of a refused series to failed/ for an operator."""

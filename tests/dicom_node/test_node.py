@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,10 @@ class Destination:
 
 
 class Clock:
+    """Starts at the wall clock (file mtimes, which the spool reads, are wall-clock times)."""
+
     def __init__(self) -> None:
-        self.now = 1_000_000.0
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
@@ -120,12 +123,12 @@ def test_gateway_unavailable_retries_with_backoff_then_files(tmp_path, gateway, 
     assert len(gateway.requests) == 1 and dest.accepted == []
     node.tick()
     assert len(gateway.requests) == 1  # not due yet (the clock did not move)
-    clock.now += 0.2
+    clock.now += 0.21
     node.tick()  # 503 again: retry in 0.4 s
     clock.now += 0.3
     node.tick()
     assert len(gateway.requests) == 2
-    clock.now += 0.1
+    clock.now += 0.11  # past the 0.4 s backoff (float sums of wall-clock times round)
     node.tick()
     assert len(gateway.requests) == 3 and len(dest.accepted) == 2
     assert_no_phi(caplog, series)
@@ -160,7 +163,7 @@ def test_results_are_kept_until_the_destination_accepts_them(tmp_path, gateway):
     assert len(node.outbox.waiting()) == 2 and dest.tries == 1
     node.tick()
     assert dest.tries == 1  # backing off
-    clock.now += 0.2
+    clock.now += 0.21
     node.tick()
     assert dest.tries == 2
     # the process restarts with the destination still down: the outbox is on disk
@@ -181,3 +184,49 @@ def test_a_resent_series_gives_the_same_result_uids(tmp_path, gateway):
     assert len(dest.accepted) == 4
     uids = [ds.SOPInstanceUID for ds in dest.accepted]
     assert uids[:2] == uids[2:]
+
+
+def test_late_instances_are_scored_with_the_earlier_ones_of_their_series(tmp_path, gateway):
+    node, clock, dest = make_node(tmp_path, gateway)
+    series = ct_series(5)
+    spool_series(node, series[:3])
+    clock.now += 1
+    node.tick()
+    spool_series(node, series[3:])  # after the series was scored: a pause longer than quiet_s
+    clock.now += 1
+    node.tick()
+    assert [len(names) for names in gateway.requests] == [3, 5]
+    sr_uids = [ds.SOPInstanceUID for ds in dest.accepted if ds.Modality == "SR"]
+    assert len(sr_uids) == 2 and sr_uids[0] == sr_uids[1]  # the second replaces the first
+    evidence = dest.accepted[-2:]
+    sr = next(ds for ds in evidence if ds.Modality == "SR")
+    refs = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert len(refs.ReferencedSOPSequence) == 5
+
+
+def test_scored_instances_are_deleted_after_keep_done_s(tmp_path, gateway):
+    node, clock, dest = make_node(tmp_path, gateway, keep_done_s=60)
+    series = ct_series(3)
+    spool_series(node, series[:2])
+    clock.now += 1
+    node.tick()
+    key = key_of(series[0].SeriesInstanceUID)
+    assert len(list((node.spool.finished / key).iterdir())) == 2
+    clock.now += 30
+    node.tick()
+    assert (node.spool.finished / key).is_dir()
+    clock.now += 31
+    node.tick()
+    assert not (node.spool.finished / key).exists()
+    spool_series(node, series[2:])  # too late to join: scored alone
+    clock.now += 1
+    node.tick()
+    assert [len(names) for names in gateway.requests] == [2, 1]
+
+
+def test_an_ignored_series_is_not_kept(tmp_path, gateway):
+    node, clock, _ = make_node(tmp_path, gateway)
+    spool_series(node, ct_series(2, body_part="CHEST"))
+    clock.now += 1
+    node.tick()
+    assert list(node.spool.finished.iterdir()) == []
