@@ -153,14 +153,16 @@ def brain_crop_mirror(size: int, channels: int, n_classes: int, crop: int = 96):
     return plain_cnn(size, channels, n_classes, mirror=True, crop=crop)
 
 
-def efficientnet_lite0(size: int, channels: int, n_classes: int, dropout: float = 0.2):
+def efficientnet_lite0(
+    size: int, channels: int, n_classes: int, resolution: int = 224, dropout: float = 0.2
+):
     """EfficientNet-Lite0 with its ImageNet weights (training/efficientnet_lite.py), fine-tuned
-    whole: the slice resized to the backbone's 224 px, grey repeated to RGB, pooled, one Dense."""
+    whole: the slice resized to `resolution` (ImageNet's 224 by default; less costs less), grey
+    repeated to RGB, pooled, one Dense."""
     from training import efficientnet_lite as el
 
-    variant = el.get_variant("lite0")
     inputs = keras.Input((size, size, channels))
-    x = layers.Resizing(variant.resolution, variant.resolution, name="resize")(inputs)
+    x = layers.Resizing(resolution, resolution, name="resize")(inputs)
     x = el.pretrained("lite0")(el.ToRgb(name="to_rgb")(x))
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
@@ -178,13 +180,15 @@ ARCHITECTURES = {
 
 
 def build(arch: str, size: int, channels: int, n_classes: int):
-    """`arch` is a name of ARCHITECTURES, or `brain_crop_mirror@<crop px>`."""
-    name, _, crop = arch.partition("@")
+    """`arch` is a name of ARCHITECTURES, `brain_crop_mirror@<crop px>` or
+    `efficientnet_lite0@<backbone px>`."""
+    name, _, px = arch.partition("@")
+    sized = {"brain_crop_mirror": brain_crop_mirror, "efficientnet_lite0": efficientnet_lite0}
     try:
-        if crop:
-            if name != "brain_crop_mirror" or not crop.isdigit():
+        if px:
+            if name not in sized or not px.isdigit():
                 raise KeyError(arch)
-            return brain_crop_mirror(size, channels, n_classes, int(crop))
+            return sized[name](size, channels, n_classes, int(px))
         return ARCHITECTURES[name](size, channels, n_classes)
     except KeyError:
         known = ", ".join(ARCHITECTURES)
