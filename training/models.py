@@ -163,7 +163,7 @@ def efficientnet_lite0(
 
     inputs = keras.Input((size, size, channels))
     x = layers.Resizing(resolution, resolution, name="resize")(inputs)
-    x = el.pretrained("lite0")(el.ToRgb(name="to_rgb")(x))
+    x = el.pretrained("lite0", resolution)(el.ToRgb(name="to_rgb")(x))
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     out = layers.Dense(n_classes, name="logits")(x)
