@@ -9,6 +9,7 @@ from ct_local.bench.plan import (
     LEVELS,
     MIB,
     RSS_LIMIT_MB,
+    SERVER_OVERHEAD_MS,
     STALLED,
 )
 
@@ -40,6 +41,7 @@ def targets(out: dict) -> list[dict]:
             "limit": f">= {C16_RATIO}x and 0 errors",
             "met": c16["req_per_s"] >= C16_RATIO * bare16 and c16_errors == 0,
         },
+        _server_cpu_target(out),
         {
             "target": "gateway worker RSS <= 120 MB (largest worker, after load and series)",
             "measured": f"{worker_mb:.1f} MB ({worker_mib:.1f} MiB)",
@@ -48,6 +50,21 @@ def targets(out: dict) -> list[dict]:
             "met": worker_mb <= RSS_LIMIT_MB,
         },
     ]
+
+
+def _server_cpu_target(out: dict) -> dict:
+    """The model server's CPU per request at concurrency 16 above the bare forward pass's CPU
+    per image at batch 16 (both on this machine's cores, one run)."""
+    per_request = out["gateway"]["c16"].get("model_server_cpu_ms_per_request")
+    forward_ms = out["bare"]["batch16"]["cpu_ms_per_image"]
+    over = None if per_request is None else per_request - forward_ms
+    return {
+        "target": "model server CPU per request at concurrency 16 above the bare batch-16 pass",
+        "measured": f"{fmt(per_request)} ms CPU per request vs {forward_ms:.1f} ms CPU per image",
+        "ratio": None if over is None else round(over / SERVER_OVERHEAD_MS, 2),
+        "limit": f"<= +{SERVER_OVERHEAD_MS:g} ms",
+        "met": over is not None and over <= SERVER_OVERHEAD_MS,
+    }
 
 
 def fmt(value, digits: int = 1) -> str:

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ct_local.bench import direct, report
+from ct_local.bench.cpu import tree_cpu_s
 from ct_local.bench.gateway_figures import gateway_memory, start_times, timed_posts
 from ct_local.bench.inputs import SAMPLE_IMAGE, BenchInputError, multipart, scan_files
 from ct_local.bench.load import http_level
@@ -67,8 +68,11 @@ def header(args: argparse.Namespace, image: bytes, version: Path) -> dict:
     }
 
 
-def gateway_levels(out: dict, gateway: GatewayProcess, client, image: bytes, args) -> None:
-    """Warm-up, every concurrency level, then concurrency 16 with stalled uploads held open."""
+def gateway_levels(
+    out: dict, gateway: GatewayProcess, client, image: bytes, args, server_pid: int
+) -> None:
+    """Warm-up, every concurrency level (with the model server's CPU per request), then
+    concurrency 16 with stalled uploads held open."""
     body, content_type = multipart(image)
     path = f"/v1/models/{TASK}:predict"
     out["model"]["served_version"] = served_version(gateway.port, body, content_type)
@@ -76,7 +80,11 @@ def gateway_levels(out: dict, gateway: GatewayProcess, client, image: bytes, arg
     out["gateway"] = {}
     for c in LEVELS:
         level = (gateway.port, path, body, content_type, c, args.duration)
+        cpu = tree_cpu_s(server_pid)
         out["gateway"][f"c{c}"] = result = client.submit(http_level, *level).result()
+        served = result["req_per_s"] * result["seconds"]
+        used_ms = (tree_cpu_s(server_pid) - cpu) * 1000
+        result["model_server_cpu_ms_per_request"] = round(used_ms / served, 2) if served else None
         log(
             f"  concurrency {c}: {result['req_per_s']} req/s, p50 {result['p50_ms']}"
             f" ms, errors {result['errors'] or 0}, load {result['load'][0]}"
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace) -> dict:
             try:
                 env = gateway_env(server.target)  # what start_gateway runs it with
                 out["gateway_config"] = {"workers": env["CT_WORKERS"], "threads": env["CT_THREADS"]}
-                gateway_levels(out, gateway, client, image, args)
+                gateway_levels(out, gateway, client, image, args, server.process.pid)
                 log("5/5 30-slice series")
                 series_figures(out, gateway, args)
             finally:
