@@ -8,7 +8,7 @@ import socket
 from flask import Flask, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import auth, canary, intake, logs, metrics, observe, webpage
+from gateway import auth, canary, intake, logs, metrics, observe, openapi, webpage
 from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError, ServiceUnavailableError, register_error_handlers
 from gateway.service import Gateway
@@ -133,6 +133,12 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def metrics_endpoint():
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
+
+    contract = openapi.document(settings.models)
+
+    @app.get("/openapi.json")
+    def openapi_document():
+        return jsonify(contract)
 
 
 def _canary() -> bool | None:

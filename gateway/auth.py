@@ -13,7 +13,8 @@ Every API route needs `Authorization: Bearer <token>`; a missing, malformed or u
 the same 401 (body and WWW-Authenticate header), so an answer never says which part was wrong.
 The token's digest is compared with every configured digest by hmac.compare_digest, without
 stopping at a match. Open without a token: /healthz and /readyz (kubelet probes), /metrics
-(Prometheus; keep it reachable only from inside the cluster: the NetworkPolicy), and the web page
+(Prometheus; keep it reachable only from inside the cluster: the NetworkPolicy), /openapi.json
+(the contract), and the web page
 (GET / and /static/), which cannot send a token: with auth on, use it behind an authenticating
 proxy (e.g. oauth2-proxy) or with auth off. No file configured: auth is off (`make run`), and the
 gateway logs so at start.
@@ -39,7 +40,9 @@ log = logging.getLogger(__name__)
 REALM = "ct-triage"
 CHALLENGE = f'Bearer realm="{REALM}"'
 # Endpoints open without a token (Flask endpoint names; see the module docstring).
-OPEN_ENDPOINTS = frozenset({"healthz", "readyz", "metrics_endpoint", "webpage_index", "static"})
+OPEN_ENDPOINTS = frozenset(
+    {"healthz", "readyz", "metrics_endpoint", "openapi_document", "webpage_index", "static"}
+)
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _BEARER = re.compile(r"^Bearer +([!-~]+) *$", re.IGNORECASE)
 # A change to the tokens file is taken in once the file has been still this long (TokenFile).
