@@ -11,6 +11,9 @@ run against `make run` and, with --kube, against the kind cluster in CI (`make k
 - `kube`: with --kube, waits for the Deployments to roll out (kubernetes Python client), loads
   the gateway until every HPA reports metrics, checks the NetworkPolicy with a probe pod, and
   prints pod states and logs when anything fails;
+- `dicom`: with --dicom-node HOST:PORT, the DICOM node: C-ECHO, a C-STORE of a 3-slice CT series
+  (pydicom's CT_small.dcm), and with --dicom-node-http its /healthz and /metrics (the gateway
+  answered for the series); what it cannot check without a PACS is in its docstring;
 - `__main__`: the command line.
 
 The names below are re-exported for callers that want the whole toolkit in one namespace.
@@ -27,6 +30,7 @@ from ct_local.smoke.checks import (
     run_http_checks,
 )
 from ct_local.smoke.client import HEADERS, Reply, request, wait_for
+from ct_local.smoke.dicom import check_dicom_node
 from ct_local.smoke.errors import SmokeError
 from ct_local.smoke.golden import (
     GOLDEN_FILE,
@@ -58,6 +62,7 @@ __all__ = [
     "Reply",
     "SmokeError",
     "check_binary",
+    "check_dicom_node",
     "check_health",
     "check_prediction",
     "hpa_gaps",

@@ -2,6 +2,8 @@
 
     python -m ct_local.smoke --base-url http://127.0.0.1:9696
     python -m ct_local.smoke --base-url http://127.0.0.1:9696 --kube --namespace ct-triage
+    python -m ct_local.smoke --base-url http://127.0.0.1:9696 \
+        --dicom-node 127.0.0.1:11112 --dicom-node-http http://127.0.0.1:8080
 
 (scripts/smoke.py is the same command.) Exit status 0 when every check passes, 1 otherwise.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from ct_local.smoke.checks import run_http_checks
 from ct_local.smoke.client import HEADERS
+from ct_local.smoke.dicom import NODE_AE, SMOKE_CALLING_AE, check_dicom_node
 from ct_local.smoke.errors import SmokeError
 from ct_local.smoke.golden import DEFAULT_MODELS_DIR, GOLDEN_TOLERANCE, Golden, load_golden
 from ct_local.smoke.inputs import smoke_inputs
@@ -68,6 +71,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the model server ('' to skip)",
     )  # fmt: skip
     parser.add_argument("--policy-probe-target", default=DEFAULT_POLICY_TARGET)
+    dicom = parser.add_argument_group("DICOM node (ct_local/smoke/dicom.py)")
+    dicom.add_argument(
+        "--dicom-node", default="", metavar="HOST:PORT",
+        help="also check the DICOM node there: C-ECHO and a C-STORE of a small CT series",
+    )  # fmt: skip
+    dicom.add_argument(
+        "--dicom-node-http", default="", metavar="URL",
+        help="the node's HTTP port: /healthz, and /metrics must show the gateway answered",
+    )  # fmt: skip
+    dicom.add_argument("--dicom-called-ae", default=NODE_AE)
+    dicom.add_argument("--dicom-calling-ae", default=SMOKE_CALLING_AE)
+    dicom.add_argument(
+        "--no-dicom-store", action="store_true", help="C-ECHO (and /healthz) only, no C-STORE"
+    )
     args = parser.parse_args(argv)
     try:
         args.expect_version = {
@@ -93,9 +110,21 @@ def _run(args: argparse.Namespace, kube: Kube | None) -> None:
     base = args.base_url.rstrip("/")
     instances = None
     if kube:
-        kube.wait_rollouts([d for d in args.deployments.split(",") if d], args.timeout)
+        names = [d for d in args.deployments.split(",") if d]
+        if args.dicom_node and "dicom-node" not in names:
+            names.append("dicom-node")
+        kube.wait_rollouts(names, args.timeout)
         instances = kube.gateway_pods()
     run_http_checks(base, args.timeout, _golden_from(args), instances)
+    if args.dicom_node:
+        check_dicom_node(
+            args.dicom_node,
+            args.timeout,
+            called=args.dicom_called_ae,
+            calling=args.dicom_calling_ae,
+            http_base=args.dicom_node_http or None,
+            send_series=not args.no_dicom_store,
+        )
     if kube and args.load_seconds > 0:
         generate_load(base, smoke_inputs()[0], args.load_seconds)
         kube.wait_hpa_metrics(args.timeout)
