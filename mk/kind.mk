@@ -1,4 +1,4 @@
-# Local Kubernetes: build both images, load them into a kind cluster, deploy, smoke-test.
+# Local Kubernetes: build the three images, load them into a kind cluster, deploy, smoke-test.
 # Included by the top-level Makefile (`-include mk/kind.mk`), which defines PY and `venv`.
 # Image names and tags are defined here once; tests check the kind overlay and CI agree.
 
@@ -12,6 +12,9 @@ KIND_NAMESPACE := ct-triage
 KIND_OVERLAY := kube-config/overlays/kind
 GATEWAY_IMAGE := ct-triage/gateway:dev
 TFS_IMAGE := ct-triage/tf-serving:dev
+# The DICOM node (dicom-node/, docs/dicom-node.md); its context is dicom-node/ (it imports no
+# other package of this repository).
+DICOM_NODE_IMAGE := ct-triage/dicom-node:dev
 # The node image kind v0.29.0 (KIND_VERSION in .github/workflows/ci.yml) publishes for Kubernetes
 # 1.33, pinned by digest so a cluster is the same everywhere; CI's kubectl has the same version
 # (KUBECTL_VERSION there) and tests/deploy/test_deploy_release.py checks they agree with each other and
@@ -21,6 +24,9 @@ KIND_NODE_IMAGE := kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150
 METRICS_SERVER_VERSION := v0.7.2
 METRICS_SERVER_URL := https://github.com/kubernetes-sigs/metrics-server/releases/download/$(METRICS_SERVER_VERSION)/components.yaml
 KIND_PF_PORT ?= 9696
+# The node's DICOM and HTTP ports on this machine during kind-smoke (port-forwarded).
+KIND_DICOM_PF_PORT ?= 11112
+KIND_DICOM_HTTP_PF_PORT ?= 18080
 KIND_ROLLOUT_TIMEOUT ?= 300s
 KIND_CTX := --context kind-$(KIND_CLUSTER)
 
@@ -42,12 +48,14 @@ kind-up: ## create the kind cluster (if absent) with metrics-server for the HPAs
 	fi
 	$(KUBECTL) $(KIND_CTX) -n kube-system rollout status deploy/metrics-server --timeout=180s
 
-images: ## build the gateway (context: the repository root) and TF Serving images
+images: ## build the gateway (context: the repository root), TF Serving and DICOM node images
 	$(DOCKER) build -f gateway/Dockerfile -t $(GATEWAY_IMAGE) .
 	$(DOCKER) build -t $(TFS_IMAGE) model-server
+	$(DOCKER) build -t $(DICOM_NODE_IMAGE) dicom-node
 
 kind-load: ## copy the local images into the kind nodes
-	$(KIND) load docker-image --name $(KIND_CLUSTER) $(GATEWAY_IMAGE) $(TFS_IMAGE)
+	$(KIND) load docker-image --name $(KIND_CLUSTER) $(GATEWAY_IMAGE) $(TFS_IMAGE) \
+		$(DICOM_NODE_IMAGE)
 
 deploy: ## apply the kind overlay
 	$(KUBECTL) $(KIND_CTX) apply -k $(KIND_OVERLAY)
@@ -67,19 +75,28 @@ endef
 kind-logs: ## show pods, events, descriptions and logs in the namespace
 	-$(KIND_DUMP)
 
-# The whole chain. The port-forward runs in the background and is killed however the smoke ends;
-# rollouts restart so pods pick up freshly loaded images with the same tag.
+# The whole chain. The port-forwards (the gateway's HTTP port; the DICOM node's DICOM and HTTP
+# ports) run in the background and are killed however the smoke ends; rollouts restart so pods
+# pick up freshly loaded images with the same tag. The smoke checks the node with C-ECHO and a
+# C-STORE of a small CT series, then that the node asked the gateway (its /metrics); kind has no
+# PACS, so the results' delivery is not checked here (docs/dicom-node.md).
 kind-smoke: venv kind-up images kind-load deploy ## deploy to kind and run scripts/smoke.py against it
-	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout restart deploy/tf-serving deploy/gateway
+	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout restart deploy/tf-serving deploy/gateway deploy/dicom-node
 	@if ! { $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/tf-serving --timeout=$(KIND_ROLLOUT_TIMEOUT) && \
-	       $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/gateway --timeout=$(KIND_ROLLOUT_TIMEOUT); }; then \
+	       $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/gateway --timeout=$(KIND_ROLLOUT_TIMEOUT) && \
+	       $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/dicom-node --timeout=$(KIND_ROLLOUT_TIMEOUT); }; then \
 		$(KIND_DUMP) || true; exit 1; \
 	fi; \
 	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) port-forward svc/gateway $(KIND_PF_PORT):80 >/tmp/ct-triage-pf.log 2>&1 & \
-	pf=$$!; trap 'kill $$pf 2>/dev/null || true' EXIT; \
+	pf=$$!; \
+	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) port-forward svc/dicom-node \
+		$(KIND_DICOM_PF_PORT):11112 $(KIND_DICOM_HTTP_PF_PORT):8080 >/tmp/ct-triage-pf-dicom.log 2>&1 & \
+	pfd=$$!; trap 'kill $$pf $$pfd 2>/dev/null || true' EXIT; \
 	if ! $(PY) scripts/smoke.py --base-url http://127.0.0.1:$(KIND_PF_PORT) \
-		--kube --namespace $(KIND_NAMESPACE) --context kind-$(KIND_CLUSTER); then \
-		cat /tmp/ct-triage-pf.log; $(KIND_DUMP) || true; exit 1; \
+		--kube --namespace $(KIND_NAMESPACE) --context kind-$(KIND_CLUSTER) \
+		--dicom-node 127.0.0.1:$(KIND_DICOM_PF_PORT) \
+		--dicom-node-http http://127.0.0.1:$(KIND_DICOM_HTTP_PF_PORT); then \
+		cat /tmp/ct-triage-pf.log /tmp/ct-triage-pf-dicom.log; $(KIND_DUMP) || true; exit 1; \
 	fi
 
 kind-down: ## delete the kind cluster

@@ -86,16 +86,28 @@ def test_shutdown_fits_in_the_grace_period(objects, monkeypatch, tmp_path):
 
 
 def test_kind_overlay_uses_the_images_built_by_make(kind_objects):
-    images = {make_var("GATEWAY_IMAGE"), make_var("TFS_IMAGE")}
-    containers = [container(kind_objects, n) for n in ("gateway", "tf-serving")]
+    images = {make_var("GATEWAY_IMAGE"), make_var("TFS_IMAGE"), make_var("DICOM_NODE_IMAGE")}
+    containers = [container(kind_objects, n) for n in ("gateway", "tf-serving", "dicom-node")]
     assert {c["image"] for c in containers} == images
+    # Every container of the overlay runs an image make builds (none is pulled by a bare name).
+    every = {
+        c["image"]
+        for d in of_kind(kind_objects, "Deployment")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert every == images
     assert all(c["imagePullPolicy"] in ("IfNotPresent", "Never") for c in containers)
     mk = KIND_MK.read_text()
     # The gateway imports ct_contract/, so its context is the repository root.
     assert make_builds() == {
         "GATEWAY_IMAGE": ("gateway/Dockerfile", "."),
         "TFS_IMAGE": ("model-server/Dockerfile", "model-server"),
+        # The node imports no other package of this repository (dicom-node/Dockerfile).
+        "DICOM_NODE_IMAGE": ("dicom-node/Dockerfile", "dicom-node"),
     }
+    # ... and `kind load`s every image it builds.
+    (load,) = re.findall(r"load docker-image (?:[^\n\\]|\\\n)*", mk)
+    assert set(re.findall(r"\$\((\w+_IMAGE)\)", load)) == set(make_builds())
     assert f"apply -k {make_var('KIND_OVERLAY')}" in mk.replace(
         "$(KIND_OVERLAY)", make_var("KIND_OVERLAY")
     )
@@ -104,7 +116,7 @@ def test_kind_overlay_uses_the_images_built_by_make(kind_objects):
 
 
 def test_production_pulls_pinned_registry_images(production_objects):
-    for name in ("gateway", "tf-serving"):
+    for name in ("gateway", "tf-serving", "dicom-node"):
         image = container(production_objects, name)["image"]
         registry, _, rest = image.partition("/")
         assert "." in registry, f"{image}: production images come from a registry host"
@@ -142,7 +154,7 @@ def test_ci_runs_the_tests_and_the_kind_smoke():
     # Image names live in mk/kind.mk only: CI must not name (and so drift from) them.
     text = WORKFLOW.read_text()
     for image in re.findall(r"ct-triage/[\w.-]+:[\w.-]+", text):
-        assert image in (make_var("GATEWAY_IMAGE"), make_var("TFS_IMAGE")), image
+        assert image in (make_var(v) for v in make_builds()), image
 
 
 # --- models --------------------------------------------------------------------------------
