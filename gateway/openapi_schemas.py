@@ -151,19 +151,24 @@ NOT_READY = {**ERROR, "required": ["error", "models"]}
 
 IMAGE_JSON = {
     "type": "object",
-    "description": "exactly one of `url` (the gateway downloads it) or `image_b64`",
+    "description": "`url` (the gateway downloads it) or `image_b64`",
     "properties": {
-        "url": {"type": "string"},
+        "url": {"type": "string", "format": "uri"},
         "image_b64": {"type": "string", "contentEncoding": "base64"},
     },
+    "anyOf": [{"required": ["url"]}, {"required": ["image_b64"]}],
 }
 
 
 def multipart(field_names: tuple[str, ...], many: bool) -> dict:
     """A multipart body with the image in one of `field_names` (repeated for a series)."""
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}
-    value = {"type": "array", "items": binary} if many else binary
-    return {"type": "object", "properties": {name: value for name in field_names}}
+    value = {"type": "array", "items": binary, "minItems": 1} if many else binary
+    return {
+        "type": "object",
+        "properties": {name: value for name in field_names},
+        "anyOf": [{"required": [name]} for name in field_names],
+    }
 
 
 COMPONENTS = {
