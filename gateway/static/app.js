@@ -52,6 +52,12 @@
     heatmapFigure: $("heatmap-figure"),
     heatmap: $("heatmap"),
     heatmapCaption: $("heatmap-caption"),
+    original: $("original"),
+    overlayToggle: $("overlay-toggle"),
+    overlayNote: $("overlay-note"),
+    sliceView: $("slice-view"),
+    sliceThresholds: $("slice-thresholds"),
+    sliceVerdictHeading: $("slice-verdict-heading"),
     noHeatmap: $("no-heatmap"),
     series: $("series"),
     plot: $("plot"),
@@ -69,7 +75,10 @@
     chosen: null, // the chosen slice index (series)
     controller: null, // AbortController of the request in flight
     notExplainable: new Set(), // tasks whose served version has no explain signature
+    originalUrl: null, // blob: URL of the chosen file, shown when the overlay is hidden
+    plotWidth: 0, // the plot's container width the plot was drawn for
   };
+  const MIN_POINT_SPACING = 24; // px between two slices on the plot: each point a 24 px target
 
   // --------------------------------------------------------------------------- small helpers
 
@@ -440,18 +449,37 @@
     return false;
   }
 
-  async function chooseSlice(index) {
+  // A slice chosen in the table (far below the heatmap): bring the chosen slice's view into sight
+  // and move focus there (the row's button is redrawn anyway); the status line (aria-live)
+  // announces what is shown. A point on the plot keeps the focus: the view is right above it.
+  function bringSliceViewIntoSight() {
+    el.sliceView.scrollIntoView({ block: "start" });
+    el.sliceView.focus({ preventScroll: true });
+  }
+
+  function sliceAnnouncement(a, index) {
+    const s = a.slices[index];
+    if (!s) return "";
+    const { label, p } = sliceScore(a, s);
+    const heat = a.explained && a.explained.index === index && a.explained.heatmap_png ? "heatmap shown" : "no heatmap";
+    return `Slice ${index} (${s.name}): ${heat}; p(${label}) ${fmt(p)}, ${sliceVerdictText(a, s)}.`;
+  }
+
+  async function chooseSlice(index, fromTable) {
     const answer = state.answer;
     if (!answer || !Array.isArray(answer.slices) || !answer.slices[index]) return;
     state.chosen = index;
     const model = currentModel();
     if (!explainable(model) || answer.model !== (model && model.task)) {
       renderSeriesParts();
+      if (fromTable) bringSliceViewIntoSight();
+      setStatus(sliceAnnouncement(answer, index));
       return;
     }
     clearError();
     const controller = startRequest();
     renderSeriesParts(true);
+    if (fromTable) bringSliceViewIntoSight();
     setStatus(`Asking for the heatmap of slice ${index}…`);
     try {
       const next = await requestSeries(model, String(index), controller);
@@ -459,7 +487,7 @@
       state.answer = next;
       state.chosen = next.explained && isNumber(next.explained.index) ? next.explained.index : index;
       render();
-      setStatus(`Heatmap of slice ${state.chosen}.`);
+      setStatus(sliceAnnouncement(next, state.chosen));
     } catch (err) {
       if (err && err.name === "AbortError") return;
       showError(err);
@@ -479,9 +507,9 @@
     if (Array.isArray(a.slices)) {
       if (a.explained && isNumber(a.explained.index)) state.chosen = a.explained.index;
       else if (state.chosen === null) state.chosen = a.scan && isNumber(a.scan.top_slice) ? a.scan.top_slice : 0;
+      el.series.hidden = false; // before drawing: the plot is drawn for its container's width
       renderSeriesVerdict(a);
       renderSeriesParts();
-      el.series.hidden = false;
     } else {
       renderSingleVerdict(a);
       renderBars(a.probabilities, positiveLabel(a.model), a.label);
@@ -533,19 +561,31 @@
     const kind = scan.positive === true ? "positive" : scan.positive === false ? "negative" : "neutral";
     const details = [];
     let headline = scan.label || "–";
+    const n = Array.isArray(a.slices) ? a.slices.length : 0;
+    const out = isNumber(scan.out_of_domain_slices) ? scan.out_of_domain_slices : 0;
+    const used = n - out;
+    const over = `${used} of ${n} slice${n === 1 ? "" : "s"}`;
     if (typeof scan.positive === "boolean") {
       headline = `${scan.positive ? "Positive" : "Negative"}: ${scan.label}`;
-      if (isNumber(scan.probability)) {
-        details.push(`scan score ${fmt(scan.probability)} ${isNumber(scan.threshold) ? (scan.probability >= scan.threshold ? "≥" : "<") + " scan threshold " + fmt(scan.threshold) : ""}`.trim());
+      if (isNumber(scan.probability) && isNumber(scan.threshold)) {
+        details.push(`How: the scan rule (${scan.rule || "the model's scan rule"}) over ${over} gives a scan score of ${fmt(scan.probability)}, ${scan.probability >= scan.threshold ? "at or above" : "below"} the scan threshold ${fmt(scan.threshold)}: ${scan.positive ? "positive" : "negative"}.`);
+      } else if (scan.rule) {
+        details.push(`How: ${scan.rule}, over ${over}.`);
       }
-    } else if (scan.probabilities && isNumber(scan.probabilities[scan.label])) {
-      details.push(`mean probability over the slices ${fmt(scan.probabilities[scan.label])}`);
+      const pos = positiveLabel(a.model);
+      const model = state.models.find((m) => m.task === a.model);
+      if (model && isNumber(model.threshold) && model.threshold >= 0 && pos) {
+        const k = a.slices.filter((s) => s.positive === true).length;
+        details.push(`Each slice alone is called ${pos} at its own slice threshold ${fmt(model.threshold)} (${k} of ${n} here); the scan verdict uses the scan rule and its threshold, not those slice calls.`);
+      }
+    } else {
+      const p = scan.probabilities && scan.probabilities[scan.label];
+      details.push(`How: ${scan.rule || "mean of the slice probabilities"}, over ${over}${isNumber(p) ? `: ${scan.label} has the highest mean, ${fmt(p)}` : ""}. No threshold: the most probable label.`);
     }
-    if (scan.rule) details.push(`Rule: ${scan.rule}`);
     if (scan.finding && scan.finding.label) details.push(`Finding: ${scan.finding.label} (p = ${fmt(scan.finding.probability)})`);
-    const n = Array.isArray(a.slices) ? a.slices.length : 0;
     details.push(`${n} slice${n === 1 ? "" : "s"}${a.modality ? ", " + a.modality : ""}`);
-    if (scan.out_of_domain_slices) details.push(`${scan.out_of_domain_slices} slice${scan.out_of_domain_slices === 1 ? "" : "s"} out of the model's domain, left out of the verdict`);
+    if (out) details.push(`${out} slice${out === 1 ? "" : "s"} out of the model's domain, left out of the verdict (marked in the slice list).`);
+    else if (isNumber(scan.out_of_domain_slices)) details.push("Every slice is in the model's domain.");
     verdictBox(kind, headline, { kind: "Scan verdict", details });
   }
 
@@ -559,7 +599,41 @@
     }
   }
 
+  function originalFile(slice) {
+    // The picked file behind this image (by name), when the browser can show it (not DICOM, zip).
+    const files = state.files;
+    const file = slice ? files.find((f) => f.name === slice.name || pathOf(f) === slice.name) : files.length === 1 ? files[0] : null;
+    return file && /^image\/(png|jpeg|gif|webp|bmp)$/i.test(file.type) ? file : null;
+  }
+
+  function renderOverlay(slice) {
+    const show = el.overlayToggle.checked;
+    if (state.originalUrl) URL.revokeObjectURL(state.originalUrl);
+    state.originalUrl = null;
+    el.original.removeAttribute("src");
+    el.overlayNote.hidden = true;
+    if (show) {
+      el.heatmap.hidden = false;
+      el.original.hidden = true;
+      return;
+    }
+    const file = originalFile(slice);
+    if (file) {
+      state.originalUrl = URL.createObjectURL(file);
+      el.original.src = state.originalUrl;
+      el.original.alt = `The image itself${slice ? ` (slice ${slice.index}, ${slice.name})` : ""}, without the heatmap`;
+      el.original.hidden = false;
+      el.heatmap.hidden = true;
+    } else {
+      el.heatmap.hidden = false;
+      el.original.hidden = true;
+      el.overlayNote.textContent = "This file cannot be shown by the browser (DICOM or inside a .zip): the heatmap stays on.";
+      el.overlayNote.hidden = false;
+    }
+  }
+
   function renderHeatmap(png, label, slice) {
+    renderOverlay(slice);
     if (typeof png === "string" && png.length > 0) {
       const where = slice ? ` on slice ${slice.index} (${slice.name})` : "";
       el.heatmap.alt = `Heatmap${where}: where the model looked for ${label || "its answer"}, blended over the image`;
@@ -583,12 +657,28 @@
     return { label, p: s.probabilities ? s.probabilities[label] : undefined };
   }
 
+  function sliceThreshold(a) {
+    const model = state.models.find((m) => m.task === a.model);
+    return model && isNumber(model.threshold) && model.threshold >= 0 && model.positive_label ? model.threshold : null;
+  }
+
+  function sliceVerdictText(a, s) {
+    const t = sliceThreshold(a);
+    const { p } = sliceScore(a, s);
+    let text = s.label;
+    if (typeof s.positive === "boolean" && t !== null) {
+      text = `${s.positive ? "positive" : "negative"} (${isNumber(p) && p >= t ? "≥" : "<"} slice threshold ${fmt(t, 2)})`;
+    }
+    if (s.domain && s.domain.in_domain === false) text += "; out of domain, left out of the scan verdict";
+    return text;
+  }
+
   function renderSeriesParts(loading) {
     const a = state.answer;
     const slices = a.slices;
     const chosen = slices[state.chosen] || slices[0];
     renderBars(chosen.probabilities, positiveLabel(a.model), chosen.label);
-    el.probsNote.textContent = `Slice ${chosen.index} (${chosen.name}): ${chosen.label}${chosen.positive === true ? ", positive" : chosen.positive === false ? ", negative" : ""}.`;
+    el.probsNote.textContent = `Slice ${chosen.index} (${chosen.name}): ${sliceVerdictText(a, chosen)}.`;
     const explained = a.explained && a.explained.index === chosen.index ? a.explained : null;
     if (loading) {
       el.heatmapCaption.textContent = `Loading the heatmap of slice ${chosen.index}…`;
@@ -602,7 +692,11 @@
   function renderPlot(a, chosenIndex) {
     const slices = a.slices;
     const n = slices.length;
-    const W = 720;
+    // Drawn at the container's width (one SVG unit = one CSS pixel, so 12 px text is 12 px), and
+    // wider than it (the plot then scrolls sideways) when the slices would be under 24 px apart.
+    const room = Math.floor(el.plot.clientWidth) || 720;
+    state.plotWidth = room;
+    const W = Math.max(Math.min(room, 900), 44 + 16 + Math.max(0, n - 1) * MIN_POINT_SPACING + 12);
     const H = 240;
     const m = { left: 44, right: 16, top: 14, bottom: 36 };
     const pw = W - m.left - m.right;
@@ -611,7 +705,7 @@
     const y = (p) => m.top + (1 - Math.min(1, Math.max(0, p))) * ph;
     const scoreLabel = n ? sliceScore(a, slices[0]).label : "";
     const model = state.models.find((mm) => mm.task === a.model);
-    const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot-svg", role: "group", "aria-label": `p(${scoreLabel}) of each of ${n} slices, in scan order` });
+    const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "plot-svg", role: "group", "aria-label": `p(${scoreLabel}) of each of ${n} slices, in scan order` });
     plot.append(svg("title", { text: `p(${scoreLabel}) per slice` }));
     const axes = svg("g", { class: "axes", "aria-hidden": "true" });
     for (const t of [0, 0.25, 0.5, 0.75, 1]) {
@@ -640,11 +734,14 @@
     plot.append(svg("polyline", { points: path, class: "score-line", "aria-hidden": "true" }));
 
     const points = svg("g", { class: "points" });
-    const r = n > 120 ? 3 : n > 60 ? 4 : 5.5;
+    const spacing = n > 1 ? pw / (n - 1) : pw;
+    const r = Math.max(4, Math.min(7, spacing / 2 - 3));
+    const hit = Math.max(12, Math.min(spacing / 2, 16)); // radius of the transparent tap target
     slices.forEach((s, i) => {
       const p = scores[i];
       if (!isNumber(p)) return;
       const cls = ["slice-point", s.positive === true ? "positive" : "", i === chosenIndex ? "chosen" : ""].filter(Boolean).join(" ");
+      points.append(svg("circle", { cx: x(i).toFixed(1), cy: y(p).toFixed(1), r: hit.toFixed(1), class: "slice-hit", "data-slice": String(s.index), "aria-hidden": "true" }));
       const c = svg("circle", { cx: x(i).toFixed(1), cy: y(p).toFixed(1), r: i === chosenIndex ? r + 2.5 : r, class: cls, tabindex: "0", role: "button", "data-index": String(s.index), "aria-label": `slice ${s.index}, ${s.name}: p(${scoreLabel}) ${fmt(p)}; show its heatmap` });
       c.append(svg("title", { text: `slice ${s.index} (${s.name}): p(${scoreLabel}) = ${fmt(p)}` }));
       points.append(c);
@@ -657,17 +754,26 @@
       const again = plot.querySelector(`[data-index="${focused}"]`);
       if (again) again.focus();
     }
-    const thresholdNote = scanThreshold !== null ? " The dashed line is the scan threshold (the scan rule compares its aggregated score with it)." : "";
+    const thresholdNote = scanThreshold !== null ? " The dashed line is the scan threshold (the scan rule compares its aggregated score with it); the dotted one, where shown, is the slice threshold (each slice's own call)." : "";
     el.plotNote.textContent = `Each point is one slice: its probability of ${scoreLabel}. Choose a point (click, or Tab then Enter) for its heatmap.${thresholdNote}`;
     el.sliceScoreHeading.textContent = `p(${scoreLabel})`;
+    const t = sliceThreshold(a);
+    el.sliceVerdictHeading.textContent = t !== null ? `slice verdict (slice threshold ${fmt(t, 2)})` : "slice label";
+    el.sliceThresholds.textContent =
+      t !== null
+        ? `Each row is that slice alone, called positive when its p(${scoreLabel}) ≥ the slice threshold ${fmt(t, 2)}.` +
+          (scanThreshold !== null ? ` The scan verdict is not a count of these rows: it is the scan rule's score against the scan threshold ${fmt(scanThreshold, 2)}.` : "")
+        : "Each row is that slice alone: its most probable label.";
   }
 
   function renderSliceRows(a, chosenIndex) {
     el.sliceRows.replaceChildren(
       ...a.slices.map((s) => {
         const { p } = sliceScore(a, s);
-        const button = node("button", { type: "button", class: "slice-button", "data-index": String(s.index), "aria-pressed": s.index === chosenIndex ? "true" : "false", text: s.index === chosenIndex ? "shown" : "show" });
-        return node("tr", { class: s.index === chosenIndex ? "chosen" : null }, node("td", { text: s.index }), node("td", { text: s.name }), node("td", { text: s.label }), node("td", { text: fmt(p) }), node("td", {}, button));
+        const button = node("button", { type: "button", class: "slice-button", "data-index": String(s.index), "aria-pressed": s.index === chosenIndex ? "true" : "false", "aria-label": `show slice ${s.index}`, text: s.index === chosenIndex ? "shown" : "show" });
+        const out = s.domain && s.domain.in_domain === false;
+        const cls = [s.index === chosenIndex ? "chosen" : "", out ? "out-of-domain" : ""].filter(Boolean).join(" ") || null;
+        return node("tr", { class: cls }, node("td", { text: s.index }), node("td", { class: "file", text: s.name }), node("td", { text: fmt(p) }), node("td", { class: "slice-verdict", text: sliceVerdictText(a, s) }), node("td", {}, button));
       })
     );
   }
@@ -728,8 +834,11 @@
     window.addEventListener("drop", (e) => e.preventDefault());
 
     const pick = (e) => {
-      const target = e.target.closest("[data-index]");
-      if (target && (el.plot.contains(target) || el.sliceRows.contains(target))) chooseSlice(Number(target.dataset.index));
+      // A point, its larger transparent tap target (data-slice), or a row's button.
+      const target = e.target.closest("[data-index], [data-slice]");
+      const index = target ? Number(target.dataset.index !== undefined ? target.dataset.index : target.dataset.slice) : NaN;
+      if (target && el.plot.contains(target)) chooseSlice(index, false);
+      else if (target && el.sliceRows.contains(target)) chooseSlice(index, true);
     };
     el.plot.addEventListener("click", pick);
     el.sliceRows.addEventListener("click", pick);
@@ -738,6 +847,16 @@
         e.preventDefault();
         pick(e);
       }
+    });
+    el.overlayToggle.addEventListener("change", () => {
+      const a = state.answer;
+      renderOverlay(a && Array.isArray(a.slices) ? a.slices[state.chosen] : null);
+      setStatus(el.overlayToggle.checked ? "Heatmap overlay shown." : el.original.hidden ? "The image itself cannot be shown: the heatmap stays on." : "Heatmap overlay hidden: the image itself is shown.");
+    });
+    // Redraw the plot when its container changes width (a phone turned, a window resized).
+    window.addEventListener("resize", () => {
+      const a = state.answer;
+      if (a && Array.isArray(a.slices) && !el.series.hidden && Math.floor(el.plot.clientWidth) !== state.plotWidth) renderPlot(a, state.chosen);
     });
     el.heatmap.addEventListener("error", () => {
       if (el.heatmap.getAttribute("src")) el.heatmapCaption.textContent = "The heatmap image could not be shown (the gateway sent an invalid PNG).";

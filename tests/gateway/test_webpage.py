@@ -184,6 +184,19 @@ def test_page_is_labelled_and_warns(client):
     assert "Not a medical device" in html
 
 
+def test_each_hidden_file_input_comes_right_before_its_own_label(client):
+    """style.css rings `input:focus-visible + .button`: the element after each visually hidden
+    file input must be that input's own label, or focusing one ring would light the other's."""
+    tags = parse(client.get("/").get_data(as_text=True)).tags
+    inputs = [k for k, (tag, attrs) in enumerate(tags) if attrs.get("type") == "file"]
+    assert len(inputs) == 2
+    for k in inputs:
+        tag, attrs = tags[k + 1]
+        assert (tag, attrs.get("for"), attrs.get("class")) == ("label", tags[k][1]["id"], "button")
+    css = (STATIC / "style.css").read_text()
+    assert 'input[type="file"]:focus-visible + .button' in css
+
+
 def test_render_index_refuses_an_unknown_asset(tmp_path):
     for name in webpage.ASSETS:
         (tmp_path / name).write_text("x")
