@@ -19,7 +19,7 @@ IMAGE_ERRORS = {
     "400": "malformed request: bad_request, malformed_json, empty_image, missing_field, "
     "url_invalid, url_forbidden, bad_explain",
     "401": "unauthorized (CT_AUTH_TOKENS_FILE set, no valid bearer token)",
-    "404": "model_not_found, not_found, not_explainable",
+    "404": "unknown_model, model_not_found, not_found, not_explainable",
     "405": "method_not_allowed",
     "408": "request_timeout: the body did not arrive within CT_REQUEST_TIMEOUT_S",
     "413": "too_large, image_too_large, memory_budget, url_too_large, too_many_slices",
