@@ -3,6 +3,7 @@ API calls, waits for the heatmap, the model warnings and the screenshot."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
@@ -25,6 +26,10 @@ CHROMIUM_ARGS = [
 ANSWER_TIMEOUT_MS = 120_000  # first predictions on a busy 2-core machine
 SCREENSHOT_NAME = "web-page.png"
 SCREENSHOT_MAX_BYTES = 300 * 1024
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+AXE_PATH = "/__test-axe.min.js"  # served by page.route: same origin, so the CSP allows it
+BLOCKING_IMPACTS = ("serious", "critical")
 SLICE_NAME = re.compile(r"^(?P<scan>.+) \((?P<slice>\d+)\)\.[A-Za-z]+$")
 
 
@@ -143,13 +148,16 @@ def check_model_warnings(page, model: dict) -> None:
         assert model["intended_use"] in info
 
 
-def save_screenshot(page, tmp_path: Path) -> Path:
-    """The whole page as a 256-colour PNG (a fraction of the true-colour size, same look)."""
+def save_screenshot(
+    page, tmp_path: Path, name: str = SCREENSHOT_NAME, full_page: bool = True
+) -> Path:
+    """The whole page (or the viewport) as a 256-colour PNG (a fraction of the true-colour size,
+    same look)."""
     from PIL import Image
 
-    raw = tmp_path / f"raw-{SCREENSHOT_NAME}"
-    page.screenshot(path=str(raw), full_page=True)
-    shot = tmp_path / SCREENSHOT_NAME
+    raw = tmp_path / f"raw-{name}"
+    page.screenshot(path=str(raw), full_page=full_page)
+    shot = tmp_path / name
     with Image.open(raw) as image:
         palette = image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
         palette.save(shot, optimize=True)
@@ -157,5 +165,91 @@ def save_screenshot(page, tmp_path: Path) -> Path:
     target = os.environ.get("CT_SCREENSHOT_DIR")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, Path(target) / SCREENSHOT_NAME)
+        shutil.copyfile(shot, Path(target) / name)
     return shot
+
+
+def axe_source() -> str:
+    """axe-core as the axe-playwright-python wheel bundles it (the locked dev dependency)."""
+    return (
+        importlib.resources.files("axe_playwright_python").joinpath("axe.min.js").read_text("utf-8")
+    )
+
+
+def axe_violations(page, base_url: str) -> list[dict]:
+    """axe-core's violations on the page as it is now: {id, impact, help, nodes}. axe is served
+    from the page's own origin through page.route, so the strict CSP (script-src 'self') loads it
+    as it would any of the page's scripts: no CSP bypass, no inline script."""
+    url = base_url + AXE_PATH
+    page.route(url, lambda route: route.fulfill(content_type="text/javascript", body=axe_source()))
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.add_script_tag(url=url)
+    return page.evaluate(
+        """async () => {
+            const r = await axe.run(document, { resultTypes: ["violations"] });
+            return r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5) }));
+        }"""
+    )
+
+
+def blocking_violations(page, base_url: str) -> list[dict]:
+    return [v for v in axe_violations(page, base_url) if v["impact"] in BLOCKING_IMPACTS]
+
+
+def horizontal_overflow(page) -> int:
+    """How many CSS px the page is wider than the viewport (0: no sideways scrolling)."""
+    return page.evaluate(
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " - document.documentElement.clientWidth"
+    )
+
+
+def smallest_plot_text_px(page) -> float:
+    """The smallest rendered font size of the plot's text, in CSS px (font size x SVG scale)."""
+    return page.evaluate(
+        """() => {
+            const svg = document.querySelector('#plot svg');
+            const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+            const sizes = [...svg.querySelectorAll('text')].map(
+                t => parseFloat(getComputedStyle(t).fontSize) * scale);
+            return Math.min(...sizes);
+        }"""
+    )
+
+
+def smallest_box(page, selector: str) -> dict:
+    """The smallest width and height (CSS px) of the visible elements matching `selector`."""
+    return page.evaluate(
+        """sel => {
+            const boxes = [...document.querySelectorAll(sel)].map(e => e.getBoundingClientRect())
+                .filter(b => b.width > 0 && b.height > 0);
+            return { count: boxes.length, width: Math.min(...boxes.map(b => b.width)),
+                     height: Math.min(...boxes.map(b => b.height)) };
+        }""",
+        selector,
+    )
+
+
+def top_of(page, selector: str) -> float:
+    return page.evaluate(
+        "sel => document.querySelector(sel).getBoundingClientRect().top + ' / ' + innerHeight",
+        selector,
+    )
+
+
+def in_viewport(page, selector: str) -> bool:
+    """Whether the element's top edge is inside the viewport (it was brought into sight)."""
+    return page.evaluate(
+        """sel => { const b = document.querySelector(sel).getBoundingClientRect();
+            return b.top >= -1 && b.top < window.innerHeight && b.height > 0; }""",
+        selector,
+    )
+
+
+def outline_of(page, selector: str) -> str:
+    return page.evaluate(
+        "sel => { const s = getComputedStyle(document.querySelector(sel));"
+        " return s.outlineStyle + ' ' + s.outlineWidth; }",
+        selector,
+    )

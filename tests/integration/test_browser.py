@@ -9,7 +9,12 @@ the playwright package) the tests skip, unless CT_REQUIRE_BROWSER=1 (.ci/run set
 Screenshot: always written to the test's tmp dir; with CT_SCREENSHOT_DIR set (`make screenshot`)
 also to $CT_SCREENSHOT_DIR/web-page.png (docs/screenshots/ is the committed one).
 
-A little over 300 lines: one browser and one stack shared by every page test (starting chromium
+Layout and accessibility at 1280x800 and 390x844: no sideways scrolling, plot text >= 12 px,
+tap targets >= 24 px, focus rings on the right control, and axe-core (the copy bundled by the
+locked axe-playwright-python wheel, served from the page's origin) finds no serious or critical
+violation.
+
+A little over 400 lines: one browser and one stack shared by every page test (starting chromium
 and the committed models costs seconds); the page helpers are in browser_page.py.
 """
 
@@ -28,12 +33,21 @@ from tests.fixtures.model_server import committed_models_config, serving
 from tests.integration.browser_page import (
     ANSWER_TIMEOUT_MS,
     CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
     PageWatch,
+    blocking_violations,
     check_model_warnings,
+    horizontal_overflow,
+    in_viewport,
     model_of,
+    outline_of,
     post_series,
     save_screenshot,
     scan_with_slices,
+    smallest_box,
+    smallest_plot_text_px,
+    top_of,
     wait_for_heatmap,
 )
 
@@ -295,4 +309,134 @@ def test_dropping_a_file_on_the_drop_zone_analyses_it(page, shared_samples):
     page.wait_for_selector("#verdict-label", timeout=ANSWER_TIMEOUT_MS)
     assert "one image (dropped.jpg" in page.locator("#selection").inner_text()
     assert page.locator("#verdict .verdict-kind").inner_text().lower() == "image verdict"
+    watch.check()
+
+
+# ----------------------------------------------------------------------------- layout, a11y
+
+
+def test_the_focus_ring_is_on_the_focused_pickers_own_label(page, committed_stack):
+    """Keyboard: Tab from the drop zone reaches 'choose files…' then 'choose a folder…'; the ring
+    is drawn on the label of the focused (visually hidden) input, never on its neighbour."""
+    page, watch = page
+    page.focus("#drop")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "files"
+    assert outline_of(page, 'label[for="files"]').startswith("solid")
+    assert outline_of(page, 'label[for="folder"]').startswith("none")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "folder"
+    assert outline_of(page, 'label[for="folder"]').startswith("solid")
+    assert outline_of(page, 'label[for="files"]').startswith("none")
+    assert blocking_violations(page, committed_stack) == []
+    watch.check()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop-1280x800", "phone-390x844"])
+def test_a_scan_at_desktop_and_phone_size(page, committed_stack, stroke_scan, tmp_path, viewport):
+    """The scan's page at both sizes: the verdict says how it was reached, the rows say which
+    threshold they use, choosing a row brings the heatmap into sight with the focus and an
+    announcement, the overlay can be hidden, a colour scale; layout and axe checks."""
+    page, watch = page
+    page.set_viewport_size(viewport)
+    model = model_of(committed_stack, "brain-stroke")
+    page.select_option("#task", "brain-stroke")
+    page.set_input_files("#files", [str(p) for p in stroke_scan])
+    page.wait_for_selector("#verdict-label", timeout=ANSWER_TIMEOUT_MS)
+    answer = post_series(f"{committed_stack}/v1/models/brain-stroke:predict_series", stroke_scan)
+    scan = answer["scan"]
+    n = len(stroke_scan)
+
+    # The verdict explains itself: the rule, the scan threshold, the slices it was taken over.
+    verdict = page.locator("#verdict").inner_text()
+    assert "How:" in verdict
+    if "threshold" in scan:
+        assert f"scan threshold {scan['threshold']:.3f}" in verdict
+        assert scan["rule"] in verdict
+    out = scan.get("out_of_domain_slices", 0)
+    assert f"over {n - out} of {n} slices" in verdict
+    if out:
+        assert f"{out} slice" in verdict and "left out of the verdict" in verdict
+
+    # Each row says which threshold it is called by.
+    page.locator("#slice-details summary").click()
+    rows = page.locator("#slice-rows tr")
+    assert rows.count() == n
+    slice_threshold = model.get("threshold")
+    if isinstance(slice_threshold, float) and slice_threshold >= 0:
+        heading = page.locator("#slice-verdict-heading").inner_text()
+        assert f"slice threshold {slice_threshold:.2f}" in heading
+        assert f"slice threshold {slice_threshold:.2f}" in rows.nth(0).inner_text()
+        assert "scan threshold" in page.locator("#slice-thresholds").inner_text()
+    for k, s in enumerate(answer["slices"]):
+        if s.get("domain", {}).get("in_domain") is False:
+            assert "left out of the scan verdict" in rows.nth(k).inner_text()
+
+    # Layout: no sideways scrolling, 12 px plot text, 24 px targets.
+    assert horizontal_overflow(page) <= 0
+    assert smallest_plot_text_px(page) >= 12
+    buttons = smallest_box(page, "#slice-rows button")
+    assert buttons["count"] == n and buttons["width"] >= 24 and buttons["height"] >= 24
+    hits = smallest_box(page, "#plot circle.slice-hit")
+    assert hits["count"] == n and hits["width"] >= 24 and hits["height"] >= 24
+    toggle = smallest_box(page, "#overlay-toggle")
+    assert toggle["width"] >= 24 and toggle["height"] >= 24
+
+    if model.get("explainable", True):
+        wait_for_heatmap(page)
+        # A row far below the heatmap: the view comes into sight, takes the focus, is announced.
+        chosen = int(page.locator("#plot circle.chosen").get_attribute("data-index"))
+        row = (chosen + n // 2) % n
+        button = page.locator(f'#slice-rows button[data-index="{row}"]')
+        button.scroll_into_view_if_needed()
+        assert not in_viewport(page, "#slice-view")
+        button.click()
+        wait_for_heatmap(page, row)
+        assert in_viewport(page, "#slice-view"), top_of(page, "#slice-view")
+        assert page.evaluate("document.activeElement.id") == "slice-view"
+        status = page.locator("#status")
+        assert status.get_attribute("aria-live") == "polite"
+        page.wait_for_function(
+            "k => document.getElementById('status').textContent.startsWith(`Slice ${k} (`)",
+            arg=row,
+        )
+        assert "heatmap shown" in status.inner_text()
+        assert (
+            page.locator(f'#slice-rows button[data-index="{row}"]').get_attribute("aria-pressed")
+            == "true"
+        )
+
+        # The overlay can be hidden (the picked JPEG itself is shown), and shown again.
+        assert page.locator("#colour-scale").is_visible()
+        page.locator('label[for="overlay-toggle"]').click()
+        page.wait_for_function(
+            "() => { const o = document.getElementById('original');"
+            " return !o.hidden && o.complete && o.naturalWidth > 0; }"
+        )
+        assert page.locator("#heatmap").is_hidden()
+        assert stroke_scan[row].name in page.locator("#original").get_attribute("alt")
+        assert "hidden" in page.locator("#status").inner_text()
+        page.locator("#overlay-toggle").check()
+        assert page.locator("#heatmap").is_visible() and page.locator("#original").is_hidden()
+
+    assert horizontal_overflow(page) <= 0
+    violations = blocking_violations(page, committed_stack)
+    assert violations == [], violations
+    if viewport == PHONE:  # what a phone shows once a slice is chosen: its verdict and heatmap
+        page.locator("#probs-heading").scroll_into_view_if_needed()
+        page.evaluate("document.getElementById('slice-view').scrollIntoView({block: 'start'})")
+        save_screenshot(page, tmp_path, "web-page-phone.png", full_page=False)
+    watch.check()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop-1280x800", "phone-390x844"])
+def test_a_single_image_passes_axe_and_fits(page, committed_stack, shared_samples, viewport):
+    page, watch = page
+    page.set_viewport_size(viewport)
+    page.select_option("#task", "brain-stroke")
+    page.set_input_files("#files", str(shared_samples / "brain-stroke_stroke.jpg"))
+    page.wait_for_selector("#verdict-label", timeout=ANSWER_TIMEOUT_MS)
+    assert horizontal_overflow(page) <= 0
+    violations = blocking_violations(page, committed_stack)
+    assert violations == [], violations
     watch.check()
