@@ -16,7 +16,7 @@ from gateway import openapi_schemas as s
 JSON = "application/json"
 # Every status an image route may answer, with the codes README's error table explains.
 IMAGE_ERRORS = {
-    "400": "malformed request: bad_request, malformed_json, empty_image, missing_field, "
+    "400": "malformed request: bad_request, malformed_json, empty_image, bad_b64, missing_field, "
     "url_invalid, url_forbidden, bad_explain",
     "401": "unauthorized (CT_AUTH_TOKENS_FILE set, no valid bearer token)",
     "404": "unknown_model, model_not_found, not_found, not_explainable",
