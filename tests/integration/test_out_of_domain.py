@@ -5,10 +5,7 @@ tasks' own images are accepted (>= 99%)."""
 from __future__ import annotations
 
 import io
-import json
 import random
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -16,9 +13,9 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from ct_local.paths import MODELS_ROOT, SAMPLES
-from gateway.client import multipart_body
 from tests.fixtures.gateway import running_gateway
 from tests.fixtures.model_server import committed_models_config, serving
+from tests.integration.http_helpers import multipart, predict_url, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,14 +33,8 @@ def stack(tmp_path_factory):
 
 
 def post(base: str, task: str, name: str, data: bytes) -> tuple[int, dict]:
-    body, content_type = multipart_body("image", [(name, data)])
-    url = f"{base}/v1/models/{task}:predict"
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    status, body, _ = request(predict_url(base, task), *multipart(data, filename=name))
+    return status, body
 
 
 def png(pixels: np.ndarray) -> bytes:
