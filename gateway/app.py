@@ -1,4 +1,4 @@
-"""The gateway's Flask app (routes as in DESIGN.md). Served by gunicorn: `python -m gateway`."""
+"""The gateway's Flask app (routes in docs/api.md). Served by gunicorn: `python -m gateway`."""
 
 from __future__ import annotations
 

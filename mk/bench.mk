@@ -1,6 +1,6 @@
 # `make bench`: one run of benchmarks/bench.py (a thin script over ct_local.bench), side by side:
 # the bare forward pass, the model server alone over gRPC, the gateway at concurrency 1/4/16/32, a
-# 30-slice series, gateway memory and start time, and the issue's targets as ratios
+# 30-slice series, gateway memory and start time, and the performance targets as ratios
 # (docs/benchmarks.md says how to read them).
 # Prints one markdown table and writes $(BENCH_OUT)/latest.json and latest.md; about 2-3 minutes.
 # Included by the top-level Makefile (`-include mk/bench.mk`), which defines PY and `venv`.

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-SIDE = 6000  # the 6000x6000 images
+SIDE = 6000  # a 6000x6000 picture: 36 Mpx, inside the default pixel cap
 ZIP_RECORDS = 4_000_000
 DEFLATED_ZEROS = 1 << 30
 

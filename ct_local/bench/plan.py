@@ -1,4 +1,4 @@
-"""What `make bench` measures and the issue's targets it compares against."""
+"""What `make bench` measures and the performance targets it compares against."""
 
 TASK = "brain-stroke"
 BATCH = 16  # TF Serving's max_batch_size (batching.config) and the gateway's CT_MAX_BATCH_SIZE

@@ -1,4 +1,4 @@
-"""`make bench`'s output: the issue's targets as ratios, and one markdown table of the run."""
+"""`make bench`'s output: the performance targets as ratios, and one markdown table of the run."""
 
 from __future__ import annotations
 
