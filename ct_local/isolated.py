@@ -1,6 +1,6 @@
 """Running Python in a venv of its own, with nothing from this environment leaking in.
 
-The gateway-image check (tests/gateway/test_gateway_isolated_env.py) and the TF Serving
+The gateway-image check (tests/gateway/test_isolated_env.py) and the TF Serving
 compatibility check (ct_local/tf_compat) both build a separate venv and run code in it.
 """
 

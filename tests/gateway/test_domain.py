@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 from ct_contract import signatures as mc
 from gateway import description
 from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body
-from tests.gateway.test_gateway_series import STROKE_INFO, brightness_score, grey_png, make_client
+from tests.gateway.test_series import STROKE_INFO, brightness_score, grey_png, make_client
 
 PREDICT = "/v1/models/brain-stroke:predict"
 SERIES = "/v1/models/brain-stroke:predict_series"

@@ -34,7 +34,7 @@ from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from tests.fixtures.common import TINY_MODELS, fuzz_examples, fuzz_settings
 from tests.fixtures.gateway import FakeModel, FakeModelServer
-from tests.gateway.test_gateway_series import STROKE_INFO, zipped
+from tests.gateway.test_series import STROKE_INFO, zipped
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

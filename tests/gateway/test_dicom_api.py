@@ -24,7 +24,7 @@ from tests.contract.dicom_files import (
     with_transfer_syntax,
 )
 from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body
-from tests.gateway.test_gateway_series import STROKE_INFO, brightness_score, files_form
+from tests.gateway.test_series import STROKE_INFO, brightness_score, files_form
 
 PREDICT = "/v1/models/brain-stroke:predict"
 SERIES = "/v1/models/brain-stroke:predict_series"
