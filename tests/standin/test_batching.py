@@ -1,5 +1,5 @@
 """The stand-in's server-side batching: the scheduler on its own (fake models, no TensorFlow) and
-the batching parameters (tiny exported models and a real process: test_standin_batching_models).
+the batching parameters (tiny exported models and a real process: test_batching_models).
 
 Synchronisation is by construction, never by sleeping: a batch with a long timeout runs only once
 it is full, and a "slow model" is a call that blocks on an Event the test releases.

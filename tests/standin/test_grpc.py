@@ -1,5 +1,5 @@
 """The stand-in model server as a real process, through the real tensorflow_serving client stubs:
-Predict, model_info, metadata and status (REST and lifecycle: test_model_server_process.py)."""
+Predict, model_info, metadata and status (REST and lifecycle: test_process.py)."""
 
 from __future__ import annotations
 
