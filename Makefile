@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Recompile both locks from the .in files (transitive pins stay unless an input needs a change;
-# `make lock LOCK_ARGS=--upgrade` takes the newest). tests/deploy/test_deploy_requirements.py
+# `make lock LOCK_ARGS=--upgrade` takes the newest). tests/deploy/test_requirements.py
 # checks each lock is exactly the closure of its inputs.
 lock: venv
 	$(PIP_COMPILE) $(LOCK_ARGS) -o $(GATEWAY_LOCK) $(GATEWAY_IN)

@@ -17,7 +17,7 @@ TFS_IMAGE := ct-triage/tf-serving:dev
 DICOM_NODE_IMAGE := ct-triage/dicom-node:dev
 # The node image kind v0.29.0 (KIND_VERSION in .github/workflows/ci.yml) publishes for Kubernetes
 # 1.33, pinned by digest so a cluster is the same everywhere; CI's kubectl has the same version
-# (KUBECTL_VERSION there) and tests/deploy/test_deploy_release.py checks they agree with each other and
+# (KUBECTL_VERSION there) and tests/deploy/test_release.py checks they agree with each other and
 # with the Kubernetes version the manifests are validated against.
 # The node image is multi-arch; the tensorflow/serving image is amd64-only (docs/production.md).
 KIND_NODE_IMAGE := kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f

@@ -38,7 +38,7 @@ def test_every_object_is_valid_for_the_pinned_kubernetes_version(objects):
     )
     for obj in objects:
         if obj["apiVersion"].split("/")[0] in CUSTOM_RESOURCE_GROUPS:
-            continue  # no schema here: test_deploy_monitoring.py checks them
+            continue  # no schema here: test_monitoring.py checks them
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as err:
@@ -205,7 +205,7 @@ def test_only_gateway_pods_reach_tf_serving_grpc(objects):
     for rule in tfs_rules:
         assert rule.get("from"), "a rule without `from` opens TF Serving to every pod"
     # Besides the gateway's gRPC rule, only the REST port (metrics) may be opened, to a scraper
-    # (kube-config/components/monitoring; tests/deploy/test_deploy_monitoring.py).
+    # (kube-config/components/monitoring; tests/deploy/test_monitoring.py).
     for rule in grpc_rules:
         for peer in rule["from"]:
             assert set(peer) == {"podSelector"}, peer

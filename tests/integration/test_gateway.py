@@ -1,5 +1,5 @@
 """The real gateway (`python -m gateway`, gunicorn) in front of the real model server stand-in:
-endpoints and answers (error statuses and process lifetime: test_gateway_errors_integration.py)."""
+endpoints and answers (error statuses and process lifetime: test_errors.py)."""
 
 from __future__ import annotations
 
