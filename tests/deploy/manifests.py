@@ -69,10 +69,13 @@ def container(objs: list[dict], deployment: str) -> dict:
 
 
 def container_port(c: dict, port: int | str) -> int:
-    """A probe's or Service's port, named or numeric, as the container's port number."""
+    """A probe's or Service's port, named or numeric, as a port number the container declares."""
+    declared = c.get("ports", [])
     if isinstance(port, int):
+        numbers = [p["containerPort"] for p in declared]
+        assert port in numbers, f"port {port} is not a port of container {c['name']}: {numbers}"
         return port
-    named = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    named = {p["name"]: p["containerPort"] for p in declared if "name" in p}
     assert port in named, f"port {port!r} is not a named port of container {c['name']}"
     return named[port]
 

@@ -15,6 +15,7 @@ from kubernetes_validate import utils as kubernetes_validate_utils
 
 from ct_standin import ports
 from gateway import config as gateway_config
+from gateway.app import create_app
 from tests.deploy.manifests import (
     CUSTOM_RESOURCE_GROUPS,
     KUBERNETES_VERSION,
@@ -160,9 +161,8 @@ def test_gateway_config_is_valid_for_the_gateway(objects):
 
 
 def test_gateway_probes_are_routes_of_the_app(objects):
-    app_module = pytest.importorskip("gateway.app", reason="gateway/app.py is not importable")
     settings = gateway_config.Settings.from_env(config_map(objects))
-    adapter = app_module.create_app(settings).url_map.bind("localhost")
+    adapter = create_app(settings).url_map.bind("localhost")
     c = container(objects, "gateway")
     paths = {c[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
     # a TF Serving outage must not take every gateway pod out of its Service (see gateway.yaml)

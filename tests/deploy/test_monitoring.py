@@ -16,6 +16,7 @@ import yaml
 from ct_standin.rest import METRICS_PATH
 from gateway import config as gateway_config
 from gateway import metrics
+from gateway.app import create_app
 from tests.deploy.dockerfiles import MODEL_SERVER, text_proto_values
 from tests.deploy.manifests import (
     NAMESPACE,
@@ -57,9 +58,8 @@ def exported_metric_names() -> set[str]:
 
 
 def app_rules() -> set[str]:
-    app_module = pytest.importorskip("gateway.app", reason="gateway/app.py is not importable")
     settings = gateway_config.Settings.from_env({"CT_MODELS": "brain-stroke"})
-    return {rule.rule for rule in app_module.create_app(settings).url_map.iter_rules()}
+    return {rule.rule for rule in create_app(settings).url_map.iter_rules()}
 
 
 def test_the_component_is_a_kustomize_component_used_by_production():

@@ -19,6 +19,7 @@ import yaml
 
 from gateway import config as gateway_config
 from gateway import metrics
+from gateway.app import create_app
 from tests.deploy.manifests import (
     KUBERNETES_VERSION,
     config_map,
@@ -39,9 +40,8 @@ def objects() -> list[dict]:
 
 
 def app_rules() -> list[str]:
-    app_module = pytest.importorskip("gateway.app", reason="gateway/app.py is not importable")
     settings = gateway_config.Settings.from_env({"CT_MODELS": "brain-stroke"})
-    return [r.rule for r in app_module.create_app(settings).url_map.iter_rules()]
+    return [r.rule for r in create_app(settings).url_map.iter_rules()]
 
 
 def published(paths: list[dict], rule: str) -> bool:
