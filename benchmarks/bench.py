@@ -17,7 +17,7 @@ With the committed brain-stroke model (latest version under model-server/models)
 4. a 30-slice series (scan 58 of brain-stroke-ct/Stroke) through `:predict_series`;
 5. gateway worker RSS/PSS/USS after the load and after the series, and its start time (spawn to
    /healthz 200 and to /readyz 200);
-6. the targets (ct_local/bench/plan.py) as ratios of figures from this same run, met or not met.
+6. the targets (ct_local/bench/report.py) as ratios of figures from this same run, met or not met.
 
 Every load generator (gRPC and HTTP) runs in one separate spawned process without TensorFlow:
 keep-alive http.client connections, one thread each, closed loop. Its CPU seconds per level are

@@ -17,8 +17,7 @@ import sys
 from ct_local.paths import MODELS_CONFIG
 from ct_local.run_local import local_config_path
 from ct_local.supervise import Backoff, Child, Supervisor
-from ct_standin.config import load_models
-from ct_standin.ports import GRPC_PORT, REST_PORT
+from ct_standin.config import GRPC_PORT, REST_PORT, load_models
 
 GATEWAY_CONFIG_ERROR = 2
 

@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ct_local.paths import MODEL_SERVER_DIR, MODELS_CONFIG, MODELS_ROOT
-from ct_standin.config import ConfigError, render_config
-from ct_standin.ports import GRPC_PORT, REST_PORT
+from ct_standin.config import GRPC_PORT, REST_PORT, ConfigError, render_config
 
 BINARY = "tensorflow_model_server"
 IMAGE_MODELS_ROOT = "/models"  # where the container image keeps the models

@@ -11,7 +11,7 @@ import time
 
 from ct_contract import signatures as mc
 from ct_contract.preprocess import load_model_input
-from ct_local.bench.plan import BATCH, TASK
+from ct_local.bench.report import BATCH, TASK
 from ct_local.bench.timing import Tally, latency_stats, load, timed
 from gateway.config import Settings
 from gateway.model_registry import ModelRegistry

@@ -22,7 +22,7 @@ from ct_local.bench.cpu import tree_cpu_s
 from ct_local.bench.gateway_figures import gateway_memory, start_times, timed_posts
 from ct_local.bench.inputs import SAMPLE_IMAGE, BenchInputError, multipart, scan_files
 from ct_local.bench.load import http_level
-from ct_local.bench.plan import BATCH, LEVELS, STALLED, TASK
+from ct_local.bench.report import BATCH, LEVELS, STALLED, TASK
 from ct_local.bench.servers import committed_model_server
 from ct_local.bench.timing import latency_stats, load
 from ct_local.gateway import GatewayProcess, gateway_env, stalled_uploads, start_gateway

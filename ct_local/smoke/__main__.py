@@ -17,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ct_local.smoke.checks import run_http_checks
-from ct_local.smoke.client import HEADERS
+from ct_local.smoke.client import HEADERS, SmokeError
 from ct_local.smoke.dicom import NODE_AE, SMOKE_CALLING_AE, check_dicom_node
-from ct_local.smoke.errors import SmokeError
 from ct_local.smoke.golden import DEFAULT_MODELS_DIR, GOLDEN_TOLERANCE, Golden, load_golden
 from ct_local.smoke.inputs import smoke_inputs
 from ct_local.smoke.kube import DEFAULT_DEPLOYMENTS, DEFAULT_POLICY_TARGET, Kube, generate_load

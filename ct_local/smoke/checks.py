@@ -7,8 +7,7 @@ import json
 import math
 from collections.abc import Callable
 
-from ct_local.smoke.client import request, wait_for
-from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.client import SmokeError, request, wait_for
 from ct_local.smoke.golden import NO_GOLDEN, Golden
 from ct_local.smoke.inputs import (
     SERIES_SLICES,

@@ -9,9 +9,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ct_local.smoke.errors import SmokeError
-
 HEADERS: dict[str, str] = {}  # sent with every request (Authorization, when a token is given)
+
+
+class SmokeError(Exception):
+    """A check failed; the message says which and why (the smoke's one failure type)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
-from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.client import SmokeError
 
 NODE_AE = "CT_TRIAGE"  # the node's ae_title (kube-config/base/dicom-node.yaml)
 SMOKE_CALLING_AE = "CT_SMOKE"  # on the kind overlay's allow list

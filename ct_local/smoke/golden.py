@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ct_contract.smoke_probe import GOLDEN_FILE
 from ct_local.paths import MODELS_ROOT
-from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.client import SmokeError
 
 DEFAULT_MODELS_DIR = MODELS_ROOT
 GOLDEN_TOLERANCE = 1e-4

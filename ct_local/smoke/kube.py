@@ -11,8 +11,7 @@ import threading
 import time
 import uuid
 
-from ct_local.smoke.client import request
-from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.client import SmokeError, request
 from ct_local.smoke.inputs import multipart
 
 DEFAULT_DEPLOYMENTS = ("tf-serving", "gateway")

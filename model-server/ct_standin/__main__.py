@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from ct_standin.batching_config import BatchingOptions, load_batching_parameters
-from ct_standin.config import ConfigError, ModelConfig, load_models
-from ct_standin.ports import GRPC_PORT
+from ct_standin.config import GRPC_PORT, ConfigError, ModelConfig, load_models
 
 log = logging.getLogger("ct_standin")
 GRACE_SECONDS = 5.0

@@ -1,6 +1,8 @@
-"""Read a TF Serving ModelServerConfig (text protobuf) and apply its version policies.
+"""The model server's ports, and its ModelServerConfig (text protobuf) with the version policies.
 
 No TensorFlow here: the launcher imports this module to render configs before exec'ing a server.
+The ports are defined here once: the launcher, the test fixtures and (through the tests) the
+Dockerfile and the manifests read them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 log = logging.getLogger(__name__)
+GRPC_PORT = 8500
+REST_PORT = 8501
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 

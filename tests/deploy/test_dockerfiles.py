@@ -1,7 +1,7 @@
 """The two Dockerfiles and the TF Serving configs they bake in, checked against their sources.
 
 Static checks (no Docker here): pinned base images, non-root numeric users, ports and flags equal
-to ct_standin.ports and the gateway's settings, and config files that exist and say what the
+to ct_standin.config and the gateway's settings, and config files that exist and say what the
 flags and the manifests assume.
 """
 
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ct_standin import ports
-from ct_standin.config import load_models
+from ct_standin.config import GRPC_PORT, REST_PORT, load_models
 from ct_standin.rest import METRICS_PATH
 from gateway import config as gateway_config
 from tests.deploy.dockerfiles import (
@@ -115,11 +114,11 @@ def test_model_server_ports_and_flags_match_the_stand_in():
     dockerfile = MODEL_SERVER / "Dockerfile"
     assert_non_root(dockerfile)
     expose = " ".join(args_of(dockerfile, "EXPOSE")).split()
-    assert sorted(map(int, expose)) == sorted([ports.GRPC_PORT, ports.REST_PORT])
+    assert sorted(map(int, expose)) == sorted([GRPC_PORT, REST_PORT])
     assert entrypoint(dockerfile)[0].endswith("tensorflow_model_server")
     f = flags(dockerfile)
-    assert int(f["port"]) == ports.GRPC_PORT
-    assert int(f["rest_api_port"]) == ports.REST_PORT
+    assert int(f["port"]) == GRPC_PORT
+    assert int(f["rest_api_port"]) == REST_PORT
     assert f["enable_batching"] == "true"
     # The stand-in takes the same flag names (model-server/run_local.py and the test fixtures).
     assert int(f["file_system_poll_wait_seconds"]) == 0, "models are immutable inside the image"

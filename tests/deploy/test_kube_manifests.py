@@ -1,7 +1,7 @@
 """Kubernetes manifests: rendered with kustomize, schema-validated, and checked against the code.
 
 Every fact the YAML repeats (ports, model names, routes, image names, the gRPC target) is compared
-with its one source: gateway/config.py, model-server/ct_standin/ports.py, models.config, the
+with its one source: gateway/config.py, model-server/ct_standin/config.py, models.config, the
 gateway's Flask url_map, mk/kind.mk. Static: no cluster is needed, only `kubectl kustomize`.
 """
 
@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate import utils as kubernetes_validate_utils
 
-from ct_standin import ports
+from ct_standin.config import GRPC_PORT, REST_PORT
 from gateway import config as gateway_config
 from gateway.app import create_app
 from tests.deploy.manifests import (
@@ -125,16 +125,16 @@ def test_gateway_ports_match_its_settings(objects):
 
 def test_tf_serving_ports_match_the_model_server(objects):
     c = container(objects, "tf-serving")
-    assert container_port(c, "grpc") == ports.GRPC_PORT
-    assert container_port(c, "http") == ports.REST_PORT
+    assert container_port(c, "grpc") == GRPC_PORT
+    assert container_port(c, "http") == REST_PORT
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container_port(c, c[probe]["httpGet"]["port"]) == ports.REST_PORT, probe
+        assert container_port(c, c[probe]["httpGet"]["port"]) == REST_PORT, probe
     svc = one(objects, "Service", "tf-serving")
     # Headless: clients connect to pod IPs directly, so the Service port must be the pod's port.
     assert svc["spec"]["clusterIP"] == "None"
     by_name = {p["name"]: p for p in svc["spec"]["ports"]}
     assert by_name["grpc"]["port"] == container_port(c, by_name["grpc"]["targetPort"])
-    assert by_name["grpc"]["port"] == ports.GRPC_PORT
+    assert by_name["grpc"]["port"] == GRPC_PORT
 
 
 def test_gateway_reaches_tf_serving_through_the_headless_service_by_dns(objects):
@@ -200,7 +200,7 @@ def test_only_gateway_pods_reach_tf_serving_grpc(objects):
         for rule in p["spec"].get("ingress", [])
     ]
     assert tfs_rules, "no NetworkPolicy opens TF Serving to the gateway"
-    grpc_rules = [r for r in tfs_rules if [p["port"] for p in r["ports"]] != [ports.REST_PORT]]
+    grpc_rules = [r for r in tfs_rules if [p["port"] for p in r["ports"]] != [REST_PORT]]
     assert grpc_rules, "no NetworkPolicy opens TF Serving to the gateway"
     for rule in tfs_rules:
         assert rule.get("from"), "a rule without `from` opens TF Serving to every pod"
@@ -211,4 +211,4 @@ def test_only_gateway_pods_reach_tf_serving_grpc(objects):
             assert set(peer) == {"podSelector"}, peer
             assert matches(peer["podSelector"]["matchLabels"], gateway_labels)
             assert not matches(peer["podSelector"]["matchLabels"], tfs_labels)
-        assert [p["port"] for p in rule["ports"]] in ([ports.GRPC_PORT], ["grpc"])
+        assert [p["port"] for p in rule["ports"]] in ([GRPC_PORT], ["grpc"])

@@ -7,6 +7,7 @@ import pytest
 
 from ct_dicom_node.node import Node
 from ct_local.smoke.__main__ import parse_args
+from ct_local.smoke.client import SmokeError
 from ct_local.smoke.dicom import (
     SMOKE_CALLING_AE,
     SMOKE_SLICES,
@@ -14,7 +15,6 @@ from ct_local.smoke.dicom import (
     parse_address,
     smoke_series,
 )
-from ct_local.smoke.errors import SmokeError
 from tests.dicom_node.helpers import FakeGateway, Pacs, node_config
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,7 @@ import pytest
 
 from ct_local.paths import MODELS_ROOT
 from ct_local.smoke.checks import INSTANCE_HEADER, check_health
-from ct_local.smoke.client import request
-from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.client import SmokeError, request
 from ct_local.smoke.golden import GOLDEN_FILE, Golden, load_golden, newest_versions
 from ct_local.smoke.inputs import smoke_inputs
 from tests.fixtures.common import REPO

@@ -11,7 +11,7 @@ import io
 import pytest
 
 from ct_local.smoke.checks import check_prediction
-from ct_local.smoke.errors import SmokeError
+from ct_local.smoke.client import SmokeError
 from ct_local.smoke.golden import GOLDEN_FILE
 from ct_local.smoke.inputs import synthetic_png
 from tests.fixtures.common import TINY_MODELS, free_port

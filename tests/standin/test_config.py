@@ -229,7 +229,7 @@ def test_bad_flags_are_refused(argv, capsys):
 
 
 def test_ports_are_tf_servings():
-    from ct_standin.ports import GRPC_PORT, REST_PORT
+    from ct_standin.config import GRPC_PORT, REST_PORT
 
     assert (GRPC_PORT, REST_PORT) == (8500, 8501)
     assert parse_args(["--model_config_file=x"]).port == GRPC_PORT

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ct_standin.config import load_models
-from ct_standin.ports import GRPC_PORT, REST_PORT
+from ct_standin.config import GRPC_PORT, REST_PORT, load_models
 from tests.fixtures.common import PYTHON, REPO, TINY_MODELS, free_port
 from tests.fixtures.model_server import start_model_server
 
