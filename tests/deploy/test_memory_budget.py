@@ -43,6 +43,6 @@ def test_every_overlays_limit_leaves_each_request_a_budget(objects):
     assert settings.decode_budget_bytes <= per_request
 
 
-def test_the_default_budget_is_what_the_readme_says():
+def test_the_default_budget_is_the_documented_96_mib():
     settings = Settings.from_env({"CT_MODELS": "brain-stroke"})
     assert settings.decode_budget_bytes == 96 * 1024 * 1024

@@ -1,4 +1,5 @@
-"""README's configuration table: exactly the variables gateway/config.py reads, its defaults."""
+"""docs/operations.md's configuration table: exactly the variables gateway/config.py reads, its
+defaults."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ import pytest
 from gateway import config
 from tests.fixtures.common import REPO
 
+DOC = REPO / "docs" / "operations.md"
+
 SECTION = "## Configuration (gateway environment)"
 _ROW = re.compile(r"^\| (`CT_[A-Z0-9_]+`(?:, `CT_[A-Z0-9_]+`)*) \| ([^|]*) \|")
 _MIB = re.compile(r"^([0-9]+) MiB$")
 _NUMBER = re.compile(r"^[0-9][0-9,]*(?:\.[0-9]+)?$")
 
 
-def readme_table() -> dict[str, str]:
-    """Variable -> default text, from the rows of README's configuration table."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def doc_table() -> dict[str, str]:
+    """Variable -> default text, from the rows of the configuration table."""
+    text = DOC.read_text(encoding="utf-8")
     section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
     rows: dict[str, str] = {}
     for line in section.splitlines():
@@ -30,15 +33,15 @@ def readme_table() -> dict[str, str]:
             if len(names) > 1
             else [match.group(2).strip()]
         )
-        assert len(defaults) == len(names), f"README row {line!r}: one default per variable"
+        assert len(defaults) == len(names), f"row {line!r}: one default per variable"
         for name, default in zip(names, defaults, strict=True):
-            assert name not in rows, f"README lists {name} twice"
+            assert name not in rows, f"{DOC.name} lists {name} twice"
             rows[name] = default
     return rows
 
 
 def parse_default(text: str) -> object:
-    """The value a README default cell means ("10 MiB", "40,000,000", "false", "unset", ...)."""
+    """The value a default cell means ("10 MiB", "40,000,000", "false", "unset", ...)."""
     text = text.replace("`", "").strip()
     if text.startswith("(required"):
         return config.REQUIRED
@@ -55,15 +58,15 @@ def parse_default(text: str) -> object:
     return text
 
 
-def test_readme_lists_exactly_the_variables_the_gateway_reads() -> None:
-    assert set(readme_table()) == set(config.environment())
+def test_the_doc_lists_exactly_the_variables_the_gateway_reads() -> None:
+    assert set(doc_table()) == set(config.environment())
 
 
 @pytest.mark.parametrize("name", sorted(config.environment()))
-def test_readme_default_is_the_settings_default(name: str) -> None:
-    documented = parse_default(readme_table()[name])
+def test_the_documented_default_is_the_settings_default(name: str) -> None:
+    documented = parse_default(doc_table()[name])
     default = config.environment()[name]
     if documented is None:  # "unset": no value, the feature is off
         assert default in (None, ""), name
     else:
-        assert documented == default, f"{name}: README says {documented!r}, config {default!r}"
+        assert documented == default, f"{name}: {DOC.name} says {documented!r}, config {default!r}"
