@@ -60,7 +60,7 @@ lock: venv
 	$(PIP_COMPILE) $(LOCK_ARGS) -o $(DEV_LOCK) $(DEV_IN)
 
 run: venv
-	$(PY) scripts/run_stack.py
+	$(VENV)/bin/ct-triage serve
 
 test: venv
 	$(PY) -m pytest -q
@@ -96,7 +96,7 @@ protos: venv
 
 # The committed SavedModels under the TensorFlow of the pinned tensorflow/serving image (model-server/Dockerfile).
 tf-compat: venv
-	$(PY) scripts/tf_compat.py
+	$(VENV)/bin/ct-triage tf-compat
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -10,8 +10,8 @@ With the committed brain-stroke model (latest version under model-server/models)
    preprocessed uint8 input, batch 1 (latency) and batch 16 (images/s); in a child process that
    exits before anything else starts, so TensorFlow's threads and memory do not linger;
 2. the model server alone over gRPC (the stand-in, or tensorflow_model_server when on PATH, started
-   with run_local.py's flags: --enable_batching and batching.config), Predict on preprocessed input
-   at concurrency 1 (latency) and 16 (req/s);
+   with `ct-triage model-server`'s flags: --enable_batching and batching.config), Predict on
+   preprocessed input at concurrency 1 (latency) and 16 (req/s);
 3. the gateway (ct_local.gateway.start_gateway: 2 workers x 4 threads) with a multipart
    upload of the JPEG at concurrency 1, 4, 16 and 32 for a fixed duration each;
 4. a 30-slice series (scan 58 of brain-stroke-ct/Stroke) through `:predict_series`;

@@ -43,12 +43,16 @@ class GatewayProcess:
         return code
 
 
-def gateway_env(model_server: str, **overrides: str) -> dict[str, str]:
-    """This environment without CT_*/PROMETHEUS_* settings, 2 workers x 4 threads, `overrides`."""
+def gateway_env(model_server: str, isolated: bool = True, **settings: str) -> dict[str, str]:
+    """The gateway's environment: this one with CT_MODEL_SERVER=`model_server` and `settings`.
+
+    isolated (tests, benchmarks): without this environment's CT_*/PROMETHEUS_* settings, 2 workers
+    x 4 threads, `settings` win; not isolated (`make run`): the user's CT_* settings win."""
+    defaults = {"CT_MODEL_SERVER": model_server, **settings}
+    if not isolated:
+        return {**defaults, **os.environ}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CT_", "PROMETHEUS_"))}
-    env.update(CT_MODEL_SERVER=model_server, CT_WORKERS="2", CT_THREADS="4")
-    env.update(overrides)
-    return env
+    return {**env, "CT_WORKERS": "2", "CT_THREADS": "4", **defaults}
 
 
 def start_gateway(

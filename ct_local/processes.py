@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ct_local.paths import REPO
@@ -34,14 +35,23 @@ def spawn_logged(
 
 def terminate(process: subprocess.Popen, timeout: float) -> int:
     """SIGTERM, then SIGKILL if it does not exit within `timeout`; returns the exit code."""
-    if process.poll() is None:
-        process.terminate()
+    return terminate_all([process], timeout)[0]
+
+
+def terminate_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
+    """SIGTERM each, then SIGKILL each that has not exited when `timeout` (one deadline for all,
+    so they drain side by side) is over; returns their exit codes."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
         try:
-            process.wait(timeout)
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-    return process.returncode
+    return [process.returncode for process in processes]
 
 
 def kill_group(process: subprocess.Popen) -> None:

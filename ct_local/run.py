@@ -14,8 +14,9 @@ import os
 import signal
 import sys
 
+from ct_local.gateway import gateway_env
 from ct_local.paths import MODELS_CONFIG
-from ct_local.run_local import local_config_path
+from ct_local.standin import local_config_path
 from ct_local.supervise import Backoff, Child, Supervisor
 from ct_standin.config import GRPC_PORT, REST_PORT, load_models
 
@@ -39,25 +40,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def gateway_env(models: list[str], grpc_port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("CT_MODELS", ",".join(models))
-    env.setdefault("CT_MODEL_SERVER", f"localhost:{grpc_port}")
-    return env
-
-
 def children(args: argparse.Namespace, models: list[str]) -> list[Child]:
-    """The model server (ct_local.run_local) and the gateway. The gateway's exit code 2 is its
+    """The model server (ct_local.standin) and the gateway. The gateway's exit code 2 is its
     configuration error (gateway/__main__.py), which a restart cannot fix."""
     server = [
         sys.executable,
         "-m",
-        "ct_local.run_local",
+        "ct_local.standin",
         f"--grpc-port={args.grpc_port}",
         f"--rest-port={args.rest_port}",
     ]
     gateway = [sys.executable, "-m", "gateway"]
-    env = gateway_env(models, args.grpc_port)
+    env = gateway_env(f"localhost:{args.grpc_port}", isolated=False, CT_MODELS=",".join(models))
     return [
         Child("model server", server, on_exit=_remove_local_config),
         Child("gateway", gateway, env=env, fatal_codes=frozenset({GATEWAY_CONFIG_ERROR})),

@@ -8,8 +8,6 @@ so no child is started untracked and a second Ctrl-C cannot cut the shutdown sho
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ct_local.paths import REPO
+from ct_local.processes import kill_group, terminate_all
 
 STOP_TIMEOUT_S = 15.0  # SIGTERM grace for every child together, then SIGKILL of their groups
 POLL_S = 0.2
@@ -66,11 +65,10 @@ class Child:
         return self.process.poll()
 
     def kill_group(self) -> None:
-        """SIGKILL whatever is left of its process group (a gunicorn master's workers, or the
-        leader itself when it outlived the grace period), then the on_exit clean-up."""
+        """SIGKILL whatever is left of its process group (a gunicorn master's workers), then the
+        on_exit clean-up."""
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            kill_group(self.process)
             if self.on_exit is not None:
                 self.on_exit(self.process.pid)
 
@@ -141,13 +139,6 @@ class Supervisor:
         so nothing outlives the launcher or keeps its ports."""
         # A child waiting for its restart had its group killed when it died (schedule).
         running = [c for c in self.children if c.process is not None and c.restart_at is None]
-        for child in running:
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
-        for child in running:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(max(0.1, deadline - time.monotonic()))
+        terminate_all([child.process for child in running], self.stop_timeout_s)
         for child in running:
             child.kill_group()
-            child.process.wait()

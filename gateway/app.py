@@ -116,7 +116,7 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def healthz():
         return jsonify({"status": "ok"})
 
-    # The pod name in Kubernetes: scripts/smoke.py checks that the gateway answering its URL is
+    # The pod name in Kubernetes: `ct-triage smoke` checks that the gateway answering its URL is
     # one of the namespace's gateway pods. (/healthz is answered by gateway/buffered.py itself.)
     identity = {INSTANCE_HEADER: os.environ.get("HOSTNAME") or socket.gethostname()}
 

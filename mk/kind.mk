@@ -80,7 +80,7 @@ kind-logs: ## show pods, events, descriptions and logs in the namespace
 # pick up freshly loaded images with the same tag. The smoke checks the node with C-ECHO and a
 # C-STORE of a small CT series, then that the node asked the gateway (its /metrics); kind has no
 # PACS, so the results' delivery is not checked here (docs/dicom-node.md).
-kind-smoke: venv kind-up images kind-load deploy ## deploy to kind and run scripts/smoke.py against it
+kind-smoke: venv kind-up images kind-load deploy ## deploy to kind and run `ct-triage smoke` against it
 	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout restart deploy/tf-serving deploy/gateway deploy/dicom-node
 	@if ! { $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/tf-serving --timeout=$(KIND_ROLLOUT_TIMEOUT) && \
 	       $(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) rollout status deploy/gateway --timeout=$(KIND_ROLLOUT_TIMEOUT) && \
@@ -92,7 +92,7 @@ kind-smoke: venv kind-up images kind-load deploy ## deploy to kind and run scrip
 	$(KUBECTL) $(KIND_CTX) -n $(KIND_NAMESPACE) port-forward svc/dicom-node \
 		$(KIND_DICOM_PF_PORT):11112 $(KIND_DICOM_HTTP_PF_PORT):8080 >/tmp/ct-triage-pf-dicom.log 2>&1 & \
 	pfd=$$!; trap 'kill $$pf $$pfd 2>/dev/null || true' EXIT; \
-	if ! $(PY) scripts/smoke.py --base-url http://127.0.0.1:$(KIND_PF_PORT) \
+	if ! $(VENV)/bin/ct-triage smoke --base-url http://127.0.0.1:$(KIND_PF_PORT) \
 		--kube --namespace $(KIND_NAMESPACE) --context kind-$(KIND_CLUSTER) \
 		--dicom-node 127.0.0.1:$(KIND_DICOM_PF_PORT) \
 		--dicom-node-http http://127.0.0.1:$(KIND_DICOM_HTTP_PF_PORT); then \

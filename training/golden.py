@@ -9,7 +9,7 @@ Runs the exported SavedModel with TensorFlow on the smoke's synthetic image and 
 Serving reads only saved_model.pb, variables/, assets/ and assets.extra/tf_serving_warmup_requests
 of a version folder; other files there (the model card, this) are ignored, as the TF Serving
 compatibility test (make tf-compat) shows.
-The smoke (scripts/smoke.py, ct_local/smoke/) then fails when the gateway answers with another
+The smoke (`ct-triage smoke`, ct_local/smoke/) then fails when the gateway answers with another
 version or other probabilities.
 """
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ct_local import run_local
-from ct_local.model_server import ModelServer, start_model_server
+from ct_local import standin
 from ct_local.paths import MODELS_CONFIG, MODELS_ROOT
 from ct_local.ports import free_port
+from ct_local.standin import ModelServer, start_model_server
 from ct_local.tiny_models import TINY_MODEL_NAMES, export_tiny_models
 from ct_standin.config import load_models
 
@@ -28,16 +28,16 @@ class StartedServer:
 @contextlib.contextmanager
 def committed_model_server(launcher_flags: bool = False) -> Iterator[StartedServer]:
     """The committed models (models.config with the image's /models pointing at them). With
-    `launcher_flags`, started with run_local.py's own command: the stand-in unless
+    `launcher_flags`, started with `ct-triage model-server`'s own command: the stand-in unless
     tensorflow_model_server is on PATH, --enable_batching with batching.config either way."""
     grpc_port, rest_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         config = Path(tmp) / "models.config"
-        config.write_text(run_local.local_config_text(MODELS_CONFIG, MODELS_ROOT))
+        config.write_text(standin.local_config_text(MODELS_CONFIG, MODELS_ROOT))
         command = None
         if launcher_flags:
-            options = run_local.parse_args([f"--grpc-port={grpc_port}", f"--rest-port={rest_port}"])
-            command = run_local.build_command(options, config)
+            options = standin.parse_args([f"--grpc-port={grpc_port}", f"--rest-port={rest_port}"])
+            command = standin.build_command(options, config)
         started = time.monotonic()
         server = start_model_server(config, grpc_port, rest_port, command=command)
         tasks = [m.name for m in load_models(config)]

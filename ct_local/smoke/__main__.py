@@ -1,11 +1,12 @@
 """Smoke-test a running gateway end to end: health, readiness, one prediction per served model.
 
-    python -m ct_local.smoke --base-url http://127.0.0.1:9696
-    python -m ct_local.smoke --base-url http://127.0.0.1:9696 --kube --namespace ct-triage
-    python -m ct_local.smoke --base-url http://127.0.0.1:9696 \
+    ct-triage smoke --base-url http://127.0.0.1:9696
+    ct-triage smoke --base-url http://127.0.0.1:9696 --kube --namespace ct-triage
+    ct-triage smoke --base-url http://127.0.0.1:9696 \
         --dicom-node 127.0.0.1:11112 --dicom-node-http http://127.0.0.1:8080
 
-(scripts/smoke.py is the same command.) Exit status 0 when every check passes, 1 otherwise.
+`python -m ct_local.smoke` is the same command (`ct-triage smoke` also takes --url). Exit status
+0 when every check passes, 1 otherwise.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Prove the committed SavedModels load and answer the same in TF Serving's TensorFlow version.
 
-    python -m ct_local.tf_compat                  # the version pinned in model-server/Dockerfile
-    python -m ct_local.tf_compat --version 2.19.0 # try another one
-    python -m ct_local.tf_compat --report build/tf-compat.json
+    ct-triage tf-compat                  # the version pinned in model-server/Dockerfile
+    ct-triage tf-compat --version 2.19.0 # try another one
+    ct-triage tf-compat --report build/tf-compat.json
 
-(scripts/tf_compat.py and `make tf-compat` are the same command; docs/tf-compat.md.)
+(`python -m ct_local.tf_compat` and `make tf-compat` are the same command; docs/tf-compat.md.)
 
 The one pin is the `FROM tensorflow/serving:<version>` line of model-server/Dockerfile (`pin`).
 `tf_venv` builds (or reuses) a virtualenv build/venv-tf-<version>/ holding

@@ -26,7 +26,7 @@ PACKAGES = {
     "gateway": REPO / "gateway",
     "training": REPO / "training",
 }
-SCRIPT_DIRS = (REPO / "scripts", REPO / "benchmarks", REPO / "model-server")
+SCRIPT_DIRS = (REPO / "benchmarks", REPO / "model-server")
 # Which first-party packages each package may import (itself always).
 ALLOWED = {
     "ct_contract": set(),

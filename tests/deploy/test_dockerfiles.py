@@ -120,7 +120,7 @@ def test_model_server_ports_and_flags_match_the_stand_in():
     assert int(f["port"]) == GRPC_PORT
     assert int(f["rest_api_port"]) == REST_PORT
     assert f["enable_batching"] == "true"
-    # The stand-in takes the same flag names (model-server/run_local.py and the test fixtures).
+    # The stand-in takes the same flag names (ct_local/standin.py and the test fixtures).
     assert int(f["file_system_poll_wait_seconds"]) == 0, "models are immutable inside the image"
 
 

@@ -39,7 +39,7 @@ DECLARED_IN = {
     ("training", "ct_contract"): [TRAINING_IN],
     ("model-server/ct_standin",): [STANDIN_IN],
     ("dicom-node/ct_dicom_node",): [DICOM_NODE_IN],
-    ("tests", "scripts", "benchmarks", "ct_local"): DEV_IN,
+    ("tests", "benchmarks", "ct_local"): DEV_IN,
 }
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 

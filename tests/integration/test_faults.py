@@ -1,6 +1,6 @@
 """Faults: the model server killed and restarted under load, frozen, and a gRPC client's reconnect
 after an outage. Real processes on loopback: `python -m gateway` (gunicorn) in front of its own
-stand-in (ct_local.model_server), which these tests kill, restart and freeze. The gateway's SIGTERM
+stand-in (ct_local.standin), which these tests kill, restart and freeze. The gateway's SIGTERM
 drain is in test_faults_drain.py, the load generator in fault_load.py.
 
 What must hold: every request gets an answer (no client timeout, no reset), every failure is a JSON

@@ -84,7 +84,9 @@ def _start_stack() -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "CT_PORT": str(port)}
     cmd = [
         PYTHON,
-        "scripts/run_stack.py",
+        "-m",
+        "ct_local.cli",
+        "serve",
         f"--grpc-port={free_port()}",
         f"--rest-port={free_port()}",
     ]
@@ -124,7 +126,7 @@ def _assert_gone(pids: list[int]) -> None:
 
 
 def _model_server_pid(launcher: int) -> int:
-    """The launcher's child that is the model server (run_local execs the stand-in or TF
+    """The launcher's child that is the model server (ct_local.standin execs the stand-in or TF
     Serving in place)."""
     (pid,) = [kid for kid in _kids(launcher) if re.search(SERVER_CMDLINE, _cmdline(kid))]
     return pid

@@ -1,4 +1,4 @@
-"""scripts/smoke.py against the committed models: the right versions, the golden probabilities.
+"""`ct-triage smoke` against the committed models: the right versions, the golden probabilities.
 
 The golden files (model-server/models/<task>/<version>/smoke_golden.json, `python -m
 training.golden`) hold each version's answer on the smoke's own inputs through the gateway's

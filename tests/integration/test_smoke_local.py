@@ -1,4 +1,4 @@
-"""scripts/smoke.py, the kind smoke test's checker, run against the local stand-in + gateway stack.
+"""`ct-triage smoke`, the kind smoke test's checker, run against the local stand-in + gateway stack.
 
 The same script runs in CI against the kind cluster (make kind-smoke); here it proves the script
 and the gateway agree on the API, and that the script fails loudly when the gateway is absent.

@@ -1,4 +1,5 @@
-"""run_local.py: the real tensorflow_model_server when it is on PATH, else the stand-in."""
+"""`ct-triage model-server` (ct_local/standin.py): the real tensorflow_model_server when it is
+on PATH, else the stand-in."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ct_standin.config import GRPC_PORT, REST_PORT, load_models
 from tests.fixtures.common import PYTHON, REPO, TINY_MODELS, free_port
 from tests.fixtures.model_server import start_model_server
 
-RUN_LOCAL = REPO / "model-server" / "run_local.py"
+LAUNCHER = [PYTHON, "-m", "ct_local.cli", "model-server"]
 FAKE_BINARY = """#!/bin/sh
 printf '%s\\n' "$@" > "$ARGV_FILE"
 """
@@ -53,8 +54,7 @@ def test_real_binary_is_used_when_on_path(tmp_path):
     models_root = tmp_path / "models"
     subprocess.run(
         [
-            PYTHON,
-            str(RUN_LOCAL),
+            *LAUNCHER,
             f"--config={image_style_config(tmp_path / 'm.config')}",
             f"--models-root={models_root}",
             f"--batching-config={batching}",
@@ -77,8 +77,7 @@ def test_real_binary_is_used_when_on_path(tmp_path):
 def test_dry_run_without_the_binary_names_the_standin(tmp_path):
     out = subprocess.run(
         [
-            PYTHON,
-            str(RUN_LOCAL),
+            *LAUNCHER,
             "--dry-run",
             f"--config={image_style_config(tmp_path / 'm.config')}",
         ],
@@ -95,7 +94,7 @@ def test_dry_run_without_the_binary_names_the_standin(tmp_path):
 def test_bad_config_is_a_clear_error(tmp_path):
     (tmp_path / "m.config").write_text("model_config_list { oops")
     result = subprocess.run(
-        [PYTHON, str(RUN_LOCAL), "--dry-run", f"--config={tmp_path / 'm.config'}"],
+        [*LAUNCHER, "--dry-run", f"--config={tmp_path / 'm.config'}"],
         timeout=60,
         capture_output=True,
         text=True,
@@ -109,8 +108,7 @@ def test_standin_is_started_without_the_binary(tmp_path, tiny_models_root):
     grpc_port, rest_port = free_port(), free_port()
     config = image_style_config(tmp_path / "m.config")
     command = [
-        PYTHON,
-        str(RUN_LOCAL),
+        *LAUNCHER,
         f"--config={config}",
         f"--models-root={tiny_models_root}",
         f"--grpc-port={grpc_port}",

@@ -1,5 +1,5 @@
 """The committed SavedModels load and answer the same under the TensorFlow of the pinned
-tensorflow/serving image (scripts/tf_compat.py, ct_local/tf_compat/), and that pin is read from
+tensorflow/serving image (`ct-triage tf-compat`, ct_local/tf_compat/), and that pin is read from
 one place: the FROM line of model-server/Dockerfile.
 
 The integration test builds build/venv-tf-<version>/ on its first run (tensorflow-cpu from PyPI,
@@ -20,7 +20,7 @@ from ct_local.tf_compat.compare import compare
 from ct_local.tf_compat.pin import PinError, parse_serving_version, serving_version
 from tests.fixtures.common import PYTHON, REPO
 
-SCRIPT = REPO / "scripts" / "tf_compat.py"
+TF_COMPAT = [PYTHON, "-m", "ct_local.cli", "tf-compat"]
 DOCKERFILE = REPO / "model-server" / "Dockerfile"
 # First run: venv creation + a ~260 MB wheel + both probes on two shared cores.
 RUN_TIMEOUT_S = 600
@@ -160,7 +160,7 @@ def test_compare_names_missing_outputs_signatures_and_load_errors():
 def test_committed_models_agree_under_the_pinned_tf_serving_version(tmp_path):
     report_path = tmp_path / "tf-compat.json"
     done = subprocess.run(
-        [PYTHON, str(SCRIPT), "--report", str(report_path)],
+        [*TF_COMPAT, "--report", str(report_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
