@@ -88,7 +88,7 @@ train: venv
 	$(PY) -m training.train --task $(TASK) $(if $(DATA),--data $(DATA)) $(ARGS)
 
 audit: venv
-	$(PY) -m training.audit --task $(TASK) $(if $(DATA),--data $(DATA))
+	$(PY) -m training.data.audit --task $(TASK) $(if $(DATA),--data $(DATA))
 
 # Regenerate the gateway's TF-free protobuf module (tests/gateway/test_tfs_protos.py checks it is current).
 protos: venv

@@ -1,8 +1,8 @@
 """Image decoding and preprocessing: the one function training and serving both use.
 
-Training (training/data.py) and the gateway call `load_model_input` on the raw file bytes, so a file
-gives byte-identical arrays in both (tests/training/test_training_data.py). Normalisation is not
-done here: the model takes uint8 pixels and normalises inside its graph.
+Training (training/data/images.py) and the gateway call `load_model_input` on the raw file bytes, so
+a file gives byte-identical arrays in both (tests/training/test_data.py). Normalisation is not done
+here: the model takes uint8 pixels and normalises inside its graph.
 
 Not keras-image-helper (the seeds' preprocessor): it stretches to a square with nearest-neighbour
 resizing, forces RGB, normalises outside the graph and downloads without a timeout or address

@@ -1,7 +1,8 @@
 """How slice scores become one score per scan: the one implementation training and serving use.
 
-training/evaluate.py aggregates validation scans with `aggregate`, and the gateway's series answer
-applies the rule a model carries in its info_json (ct_contract/signatures.py INFO_SCAN_RULE).
+training/evaluation/metrics.py aggregates validation scans with `aggregate`, and the gateway's
+series answer applies the rule a model carries in its info_json (ct_contract/signatures.py
+INFO_SCAN_RULE).
 """
 
 from __future__ import annotations

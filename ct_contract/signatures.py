@@ -1,7 +1,7 @@
 """The serving signatures every exported model carries: the one place their names are defined.
 
-training/export.py writes models with these names; the gateway and the local model server read
-them. A model is self-describing: input size/channels/dtype come from the `serving_default`
+training/export/savedmodel.py writes models with these names; the gateway and the local model server
+read them. A model is self-describing: input size/channels/dtype come from the `serving_default`
 signature's input shape, labels and the decision threshold from the `model_info` signature, and
 everything else it says about itself (CT window, scan rule, label groups, validation figures) from
 `model_info`'s `info_json` output, a JSON object whose keys are the INFO_* names below.

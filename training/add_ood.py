@@ -1,5 +1,5 @@
 """Give a committed model version an out-of-domain score: the next version serves the same
-signatures with the same weights, plus OOD_SCORE_KEY (training/ood.py) fitted on the task's
+signatures with the same weights, plus OOD_SCORE_KEY (training/nets/ood.py) fitted on the task's
 training images, and its info_json gains the task's domain (training/tasks.py) and the threshold.
 
     python -m training.add_ood --task brain-tumor --from-version 4
@@ -22,14 +22,13 @@ import numpy as np
 import tensorflow as tf
 
 from ct_contract import signatures as mc
-from training.audit import run_audit
-from training.data import load_pixels
-from training.errors import TrainingError
-from training.export import json_safe, next_version, write_warmup_records
+from training.cli import MODELS_ROOT, REPORTS_ROOT, TrainingError, dataset_folder
+from training.data.audit import run_audit
+from training.data.images import load_pixels
+from training.evaluation.latency import measure_latency
+from training.export.savedmodel import json_safe, next_version, write_warmup_records
 from training.golden import write_golden
-from training.latency import measure_latency
-from training.paths import MODELS_ROOT, REPORTS_ROOT, dataset_folder
-from training.reexport_card import model_card, write_report
+from training.reexport import model_card, write_report
 from training.tasks import get_task
 
 MAX_ABS_DIFF = 1e-6
@@ -75,7 +74,7 @@ def old_facts(old) -> tuple[dict, int, int]:
 
 
 def fit_ood(pixels: np.ndarray, groups: np.ndarray):
-    from training.frozen_export import ood_for
+    from training.nets.ood import ood_for
 
     return ood_for(pixels, groups, pixels.shape[1], pixels.shape[3])
 
@@ -133,7 +132,7 @@ def check_same_answers(old, new_dir: Path, pixels: np.ndarray) -> None:
 
 
 def _card(old_dir, new_dir, task, version, args, ood_info, size, channels) -> None:
-    """The re-export's card and report (training/reexport_card.py): the old ones, headed by
+    """The re-export's card and report (training/reexport.py): the old ones, headed by
     what changed; metrics.json gains the new info_json and latency."""
     command = "python -m training.add_ood " + " ".join(sys.argv[1:])
     latency = measure_latency(new_dir, size, channels)

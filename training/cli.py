@@ -1,7 +1,9 @@
-"""The flags training's CLIs share, defined once: each CLI (train, audit, crossval, compare,
-ensemble, reexport) builds its parser on `parent(...)` with the flags it takes, so a flag means
-the same and has the same default everywhere. Library code raises TrainingError; `exits_on_error`
-turns it into an exit message, in a CLI's `main` only."""
+"""What training's CLIs share, defined once: where they read and write by default (every CLI's
+defaults come from here), the flags (each CLI (train, audit, crossval, compare, ensemble,
+reexport) builds its parser on `parent(...)` with the flags it takes, so a flag means the same and
+has the same default everywhere), and the one exception training's library code raises for a
+refused input or run, TrainingError, which `exits_on_error` turns into an exit message, in a
+CLI's `main` only."""
 
 from __future__ import annotations
 
@@ -11,14 +13,29 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from training.errors import TrainingError
-from training.paths import CHECKPOINTS, MODELS_ROOT, REPORTS_ROOT
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "datasets"
+MODELS_ROOT = REPO / "model-server" / "models"
+REPORTS_ROOT = REPO / "training" / "reports"
+CHECKPOINTS = REPO / "build" / "checkpoints"
+CACHE_DIR = REPO / "build" / "cache"
+KFOLD_OUT = REPO / "build" / "crossval"
+
+
+class TrainingError(Exception):
+    """A run that cannot go on: unknown task or architecture, missing data, mismatched members."""
+
+
+def dataset_folder(task, data: Path | None = None) -> Path:
+    """`data`, or the task's folder (TaskSpec.dataset_dir) under the shared datasets root."""
+    return data or DEFAULT_DATA_ROOT / task.dataset_dir
+
 
 FLAGS: dict[str, dict] = {
     "--task": {"required": True, "help": "a task of training/tasks.py"},
     "--data": {"type": Path, "help": "dataset folder (default: ../shared/datasets/<task dir>)"},
     "--seed": {"type": int, "default": 1337, "help": "the split's seed (and training's)"},
-    "--arch": {"default": "plain_cnn", "help": "a training/models.py architecture"},
+    "--arch": {"default": "plain_cnn", "help": "a training/nets/architectures.py architecture"},
     "--size": {"type": int, "help": "input size in pixels (default: the task's)"},
     "--epochs": {"type": int, "help": "training epochs (default %(default)s; None: the task's)"},
     "--lr": {"type": float, "default": 2e-3, "help": "peak learning rate (cosine decay)"},

@@ -11,13 +11,13 @@ import json
 import time
 
 from training import cli
-from training import evaluate as ev
+from training.cli import dataset_folder
+from training.data.prepare import prepare
+from training.evaluation import metrics as ev
+from training.evaluation.latency import keras_latency
+from training.evaluation.report import markdown_table
 from training.fit import fit, predict_logits
-from training.latency import keras_latency
-from training.models import ARCHITECTURES
-from training.paths import dataset_folder
-from training.prepare import prepare
-from training.tables import markdown_table
+from training.nets.architectures import ARCHITECTURES
 from training.tasks import get_task
 
 FLAGS = ("--task", "--data", "--size", "--epochs", "--seed", "--max-per-class", "--reports-root")

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 
 from training import cli
-from training.checkpoints import load_checkpoint
-from training.errors import TrainingError
+from training.cli import TrainingError, dataset_folder
+from training.data.prepare import prepare
+from training.evaluation.validation import evaluate
 from training.fit import predict_logits
-from training.paths import dataset_folder
+from training.nets.checkpoints import load_checkpoint
 from training.pipeline import export_version
-from training.prepare import prepare
 from training.tasks import get_task
-from training.validation import evaluate
 
 FLAGS = ("--task", "--data", "--seed", "--flip-tta", "--models-root", "--reports-root")
 
@@ -104,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
 
 @cli.exits_on_error
 def main(argv: list[str] | None = None) -> None:
-    from training.report import write_report
+    from training.evaluation.report import write_report
 
     args = parser().parse_args(argv)
     started = time.time()

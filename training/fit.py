@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.checkpoints import transfer_backbone
-from training.errors import TrainingError
-from training.prepare import Prepared
+from training.cli import TrainingError
+from training.data.prepare import Prepared
+from training.nets.checkpoints import transfer_backbone
 from training.tasks import TaskSpec
 
 
@@ -31,7 +31,7 @@ def fit(
     exactly `epochs` epochs, the validation side is never looked at (k-fold cross-validation)."""
     import keras
 
-    from training.models import build
+    from training.nets.architectures import build
 
     keras.utils.set_random_seed(seed)
     model = build(arch, size, channels, len(p.labels))
@@ -81,7 +81,7 @@ def _datasets(p: Prepared, seed: int, batch_size: int):
     """The augmented, shuffled, weighted training batches and the plain validation batches."""
     import tensorflow as tf
 
-    from training.models import augmenter
+    from training.nets.architectures import augmenter
 
     aug = augmenter(seed)
     n_classes = len(p.labels)

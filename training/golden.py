@@ -24,7 +24,7 @@ import numpy as np
 from ct_contract import signatures as mc
 from ct_contract.preprocess import decode_single, to_model_input
 from ct_contract.smoke_probe import GOLDEN_FILE, smoke_inputs
-from training.paths import MODELS_ROOT as MODELS
+from training.cli import MODELS_ROOT as MODELS
 
 
 def golden(version_dir: Path, task: str, version: int) -> dict:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from ct_contract import scan_rule
-from training import evaluate as ev
-from training.checkpoints import transfer_backbone
-from training.errors import TrainingError
-from training.prepare import Prepared
-from training.scan_eval import SCAN_TOP_FRACTION, binary_auc, scan_verdicts
+from training.cli import TrainingError
+from training.data.prepare import Prepared
+from training.evaluation import metrics as ev
+from training.evaluation.scans import SCAN_TOP_FRACTION, binary_auc, scan_verdicts
+from training.nets.checkpoints import transfer_backbone
 
 BAG_SLICES = 16  # slices sampled from a positive scan per bag (scans hold 20-40 slices)
 BAGS_PER_STEP = 2
@@ -83,7 +83,7 @@ def fit_mil(
     import keras
     import tensorflow as tf
 
-    from training.models import augmenter, build
+    from training.nets.architectures import augmenter, build
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from training.checkpoints import note_report, save_checkpoint
+from training.cli import dataset_folder
+from training.data.prepare import Prepared, prepare
+from training.evaluation.latency import measure_latency
+from training.evaluation.validation import evaluate, training_info
 from training.fit import fit_for, predict_logits
-from training.latency import measure_latency
-from training.paths import dataset_folder
-from training.prepare import Prepared, prepare
+from training.nets.checkpoints import note_report, save_checkpoint
 from training.tasks import TaskSpec, get_task
-from training.validation import evaluate, training_info
 
 
 def run(args: Namespace, command: str) -> Path:
     """Train, evaluate, export and report as `args` (training.train's flags) say; returns the
     exported version folder."""
-    from training.report import write_report
+    from training.evaluation.report import write_report
 
     task = get_task(args.task)
     data = dataset_folder(task, args.data)
@@ -71,7 +71,7 @@ def export_version(
     and temperature from `metrics`, info_json from `training_info`, `probs` being the calibrated
     validation probabilities), add its latency and info to `metrics`; returns the version folder
     and the report folder that belongs to it."""
-    from training.export import export_model, next_version
+    from training.export.savedmodel import export_model, next_version
 
     score_model, ood_info = _ood(task, p, size)
     metrics["info_json"] = training_info(task, p, metrics, probs, args.seed, ood_info)
@@ -100,7 +100,7 @@ def _ood(task: TaskSpec, p: Prepared, size: int):
     domain; (None, None) otherwise."""
     if task.domain is None:
         return None, None
-    from training.frozen_export import ood_for
+    from training.nets.ood import ood_for
 
     groups = p.groups_train if p.groups_train is not None else np.arange(len(p.x_train))
     return ood_for(p.x_train, groups, size, task.channels)

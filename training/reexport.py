@@ -4,18 +4,23 @@
 
 The architecture, input size and flip TTA come from the version's model card (its training
 command; flags here override), the temperature, threshold and scan rule from its report's
-metrics.json. The Keras model is rebuilt from training/models.py and given the old SavedModel's
-variables in order, every shape checked; the new version must give the old one's probabilities on
-the old validation images (max abs difference < 1e-5) or nothing is kept. Validation figures for
-info_json (training/reexport_figures.py): brain-stroke the repeated grouped hold-out (--crossval)
-beside the single split; brain-tumor finding-level figures measured here on the old validation
-split; else the report's. Card and report: training/reexport_card.py.
+metrics.json. The Keras model is rebuilt from training/nets/architectures.py and given the old
+SavedModel's variables in order, every shape checked; the new version must give the old one's
+probabilities on the old validation images (max abs difference < 1e-5) or nothing is kept.
+Validation figures for info_json (`validation_of`): brain-stroke the repeated grouped hold-out
+(--crossval) beside the single split; brain-tumor finding-level figures measured here on the old
+validation split; else the report's. Card and report: `model_card`, `write_report`.
+
+One file although it is long: the rebuild, the validation figures and the card are one re-export
+(add_ood.py, another re-export, shares the card and report); split at 300 lines they were three
+modules that only this one imported.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -24,13 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from training import cli
-from training.data import Record, load_pixels
-from training.errors import TrainingError
-from training.latency import measure_latency
-from training.paths import REPORTS_ROOT, dataset_folder
-from training.reexport_card import model_card, training_flags, write_report
-from training.reexport_figures import validation_of
-from training.scan_eval import served_scan_rule
+from training.cli import REPO, REPORTS_ROOT, TrainingError, dataset_folder
+from training.data.images import Record, load_pixels
+from training.evaluation import metrics as ev
+from training.evaluation.latency import measure_latency
+from training.evaluation.scans import served_scan_rule
+from training.evaluation.validation import finding_figures
 from training.tasks import TaskSpec, get_task
 
 MAX_ABS_DIFF = 1e-5
@@ -89,7 +93,7 @@ def rebuild(loaded, task: TaskSpec, card: str, args: argparse.Namespace):
     """The old version's Keras model with its weights; returns (model, labels, size, flip_tta)."""
     import tensorflow as tf
 
-    from training.models import build
+    from training.nets.architectures import build
 
     flags = training_flags(card)
     info = loaded.signatures["model_info"](batch=tf.zeros([1], tf.int32))
@@ -106,8 +110,8 @@ def rebuild(loaded, task: TaskSpec, card: str, args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> None:
     import tensorflow as tf
 
-    from training.explain import cam_layer_name
-    from training.export import build_info, export_model, next_version
+    from training.export.explain import cam_layer_name
+    from training.export.savedmodel import build_info, export_model, next_version
 
     args = parser().parse_args(argv)
     task, old = get_task(args.task), args.from_version
@@ -199,6 +203,120 @@ def _checked(loaded, version_dir: Path, x: np.ndarray) -> float:
         shutil.rmtree(version_dir)
         raise
     return diff
+
+
+def card_command(card: str) -> list[str]:
+    match = re.search(r"^- Training command: `(.+)`$", card, re.MULTILINE)
+    if not match:
+        raise TrainingError("the model card gives no training command")
+    return shlex.split(match.group(1))
+
+
+def training_flags(card: str) -> dict:
+    """arch, size and flip_tta as the original training command set them."""
+    argv = card_command(card)
+
+    def value(flag: str):
+        return argv[argv.index(flag) + 1] if flag in argv else None
+
+    size = value("--size")
+    return {
+        "arch": value("--arch") or "plain_cnn",
+        "size": int(size) if size else None,
+        "flip_tta": "--flip-tta" in argv,
+    }
+
+
+def write_report(old_report: Path, new_report: Path, old: int, new: int, note: str, metrics):
+    """Copy the old report folder, headed by what the re-export is; metrics.json extended."""
+    shutil.copytree(old_report, new_report)
+    body = (old_report / "report.md").read_text().split("\n", 1)[1]
+    task = new_report.parent.name
+    (new_report / "report.md").write_text(
+        f"# {task} — model version {new}\n\n{note}\n\n---\n\n"
+        f"*The rest is version {old}'s report ([v{old}](../v{old}/report.md)), copied with its "
+        f"figures: same weights, same split, same numbers.*\n{body}"
+    )
+    (new_report / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def model_card(old_card: str, task: str, old: int, new: int, extra: list[str]) -> str:
+    card = old_card.replace(
+        f"# Model card: {task}, version {old}\n", f"# Model card: {task}, version {new}\n"
+    )
+    card = card.replace(
+        f"- Report: training/reports/{task}/v{old}/report.md",
+        f"- Report: training/reports/{task}/v{new}/report.md",
+    )
+    return card + "".join(f"- {line}\n" for line in extra)
+
+
+def stroke_validation(metrics: dict, crossval: Path) -> dict:
+    """The repeated grouped hold-out (the floor's figure) beside the served model's own split."""
+    text = crossval.read_text()
+    mean = re.search(r"scan AUC (\d+\.\d+) ± (\d+\.\d+)", text)
+    splits = len(re.findall(r"^\| \d+ \|", text, re.MULTILINE))
+    if not mean or not splits:
+        raise TrainingError(f"{crossval} gives no 'scan AUC mean ± sd' line or seed rows")
+    scan = metrics["scan_level"]
+    return {
+        "how": (
+            f"scan_auc: repeated grouped hold-out, {splits} seeded scan-grouped splits of about "
+            "14 validation scans, the training recipe at 128 px (12 epochs, best epoch per "
+            f"split; {crossval.relative_to(REPO)}): a re-run of the recipe, not these weights. "
+            "*_single_split: these weights on their own split (seed 1337), chosen as the best "
+            f"of three runs on the same {scan['scans']} scans, which also chose the threshold: "
+            "optimistic."
+        ),
+        "scan_auc": float(mean.group(1)),
+        "scan_auc_sd": float(mean.group(2)),
+        "splits": splits,
+        "scan_auc_single_split": scan["auc"],
+        "scans_single_split": scan["scans"],
+        "slice_auc_single_split": metrics["auc"],
+        "scan_sensitivity_single_split": scan["at_threshold"]["sensitivity"],
+        "scan_specificity_single_split": scan["at_threshold"]["specificity"],
+    }
+
+
+def class_figures(y: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
+    m = ev.classification_metrics(y, probs, labels)
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "images": int(len(y))}
+
+
+def tumour_validation(task: TaskSpec, y, probs, labels: list[str], version: int) -> dict:
+    """Finding-level figures, 7-class figures with and without mri_tumor, and mri_tumor alone."""
+    out = {
+        "how": (
+            f"the validation split of version {version} (seed 1337, {len(y)} images; its "
+            "split.json), which also chose early stopping, the temperature and this model "
+            "among the runs in training/reports/brain-tumor/experiments.md: optimistic. "
+            "Images, not patients (the data has no patient ids); 95% CIs bootstrap images."
+        ),
+        **finding_figures(y, probs, labels, task.label_groups, task.positive_finding),
+        "classes": class_figures(y, probs, labels),
+    }
+    if "mri_tumor" in labels:
+        k = labels.index("mri_tumor")
+        keep = y != k
+        rest = [lab for lab in labels if lab != "mri_tumor"]
+        sub = np.delete(probs[keep], k, axis=1)
+        out["classes_without_mri_tumor"] = {
+            **class_figures(np.where(y[keep] > k, y[keep] - 1, y[keep]), sub, rest),
+            "how": "images of other classes, argmax over the other six",
+        }
+        per = ev.classification_metrics(y, probs, labels)["per_class"]["mri_tumor"]
+        out["mri_tumor"] = {key: per[key] for key in ("precision", "recall", "f1", "support")}
+    return out
+
+
+def validation_of(task: TaskSpec, metrics: dict, crossval: Path, y, probs, labels, old: int):
+    """The re-export's info_json validation for `task` (else the old report's AUC)."""
+    if task.name == "brain-stroke":
+        return stroke_validation(metrics, crossval)
+    if task.label_groups:
+        return tumour_validation(task, y, probs, labels, old)
+    return {"how": f"version {old}'s report", "auc": metrics["auc"]}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ an exported model says about itself (CT window, label groups, the validation flo
 
 Labels are not listed here: they are the class folder names found in the data (sorted), and the
 exported model carries them, so the gateway never needs a second list. These facts reach the
-gateway only through the model's info_json (training/export.py writes it).
+gateway only through the model's info_json (training/export/savedmodel.py writes it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.errors import TrainingError
+from training.cli import TrainingError
 
 _STROKE_SCAN = re.compile(r"^(\d+)\s*\(\d+\)")
 

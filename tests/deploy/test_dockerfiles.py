@@ -174,11 +174,11 @@ def test_batching_config_is_sane_for_small_models():
 
 
 def warmup_batch_sizes() -> tuple[int, ...]:
-    """training/export.py's WARMUP_BATCH_SIZES, read without importing TensorFlow."""
-    tree = ast.parse((REPO / "training" / "export.py").read_text())
+    """training/export/savedmodel.py's WARMUP_BATCH_SIZES, read without importing TensorFlow."""
+    tree = ast.parse((REPO / "training" / "export" / "savedmodel.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "WARMUP_BATCH_SIZES" for t in node.targets
         ):
             return ast.literal_eval(node.value)
-    raise AssertionError("training/export.py defines no WARMUP_BATCH_SIZES")
+    raise AssertionError("training/export/savedmodel.py defines no WARMUP_BATCH_SIZES")

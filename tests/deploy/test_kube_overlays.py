@@ -168,7 +168,8 @@ def test_every_configured_model_is_committed():
         ]
         assert versions, (
             f"models.config lists {model.name!r} but {task_dir.relative_to(REPO)}/<version>/"
-            "saved_model.pb does not exist (export the trained model, see training/export.py)"
+            "saved_model.pb does not exist (export the trained model, see "
+            "training/export/savedmodel.py)"
         )
 
 

@@ -22,7 +22,8 @@ from tests.fixtures.smoke import run_smoke
 
 @pytest.mark.integration
 def test_smoke_passes_against_the_local_stack(gateway_server, tiny_models_root):
-    # training/export.py wrote each tiny version's golden (python -m training.golden's function).
+    # training/export/savedmodel.py wrote each tiny version's golden (python -m training.golden's
+    # function).
     for task, *_ in TINY_MODELS:
         assert (tiny_models_root / task / "1" / GOLDEN_FILE).is_file()
     result = run_smoke(

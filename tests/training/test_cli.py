@@ -1,14 +1,14 @@
 """training/cli.py: every CLI builds on the one flag table (same flags, same defaults), library
-errors become exit messages in `main` only; training/tables.py: the one Markdown table writer."""
+errors become exit messages in `main` only; training/evaluation/report.py: the one Markdown table writer."""
 
 from __future__ import annotations
 
 import pytest
 
-from training import audit, cli, compare, crossval, ensemble, reexport, train
-from training.errors import TrainingError
-from training.paths import CHECKPOINTS, MODELS_ROOT, REPORTS_ROOT
-from training.tables import markdown_table
+from training import cli, compare, crossval, ensemble, reexport, train
+from training.cli import CHECKPOINTS, MODELS_ROOT, REPORTS_ROOT, TrainingError
+from training.data import audit
+from training.evaluation.report import markdown_table
 
 PARSERS = {
     "train": train.parser,

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from ct_contract.preprocess import load_model_input
-from training.audit import run_audit
-from training.data import discover, load_pixels
-from training.split import grouped_split
+from training.data.audit import run_audit
+from training.data.images import discover, load_pixels
+from training.data.split import grouped_split
 from training.tasks import get_task, stroke_scan_id
 
 STROKE = get_task("brain-stroke")

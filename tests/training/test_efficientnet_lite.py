@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import efficientnet_lite as el
-from training.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
+from training.nets import efficientnet_lite as el
+from training.nets.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
 
 REFERENCE_FILE = Path(__file__).parent / "data" / "efficientnet_lite_reference.json"
 REFERENCE = json.loads(REFERENCE_FILE.read_text())

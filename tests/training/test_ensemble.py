@@ -11,9 +11,9 @@ import pytest
 
 from tests.fixtures.common import PYTHON, REPO
 from tests.training.spine_data import kaggle_spine_folder, tiny_spine_training
-from training.checkpoints import read_meta
+from training.cli import TrainingError
 from training.ensemble import average_model, check_members
-from training.errors import TrainingError
+from training.nets.checkpoints import read_meta
 
 LABELS = ["fracture", "normal"]
 
@@ -39,7 +39,7 @@ def test_check_members_refuses_other_splits_labels_and_channels():
 def test_average_model_is_the_mean_of_the_members_at_their_own_sizes():
     import keras
 
-    from training.export import build_tiny_model
+    from training.export.savedmodel import build_tiny_model
 
     big, small = build_tiny_model(32, 1, 2, seed=1), build_tiny_model(24, 1, 2, seed=2)
     ensemble = average_model([big, small], [32, 24], 32, 1)

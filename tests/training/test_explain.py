@@ -1,4 +1,4 @@
-"""training/explain.py: the exported `explain` signature's Grad-CAM looks where the evidence is.
+"""training/export/explain.py: the exported `explain` signature's Grad-CAM looks where the evidence is.
 
 A tiny CNN learns synthetic classes in seconds: (1) the class is the presence of a bright blob at a
 random place, so the positive heatmaps must sit on the blob; (2) the class is a dark bar at the
@@ -60,8 +60,8 @@ def _trained_model(x, y, seed: int = 0):
 def _export(model, root, flip_tta: bool):
     import tensorflow as tf
 
-    from training.export import build_info, export_model
-    from training.scan_eval import top_fraction_scan_rule
+    from training.evaluation.scans import top_fraction_scan_rule
+    from training.export.savedmodel import build_info, export_model
 
     info = build_info(
         "brain-stroke",
@@ -137,7 +137,7 @@ def test_heatmap_avoids_a_blob_that_does_not_decide(tmp_path):
 def test_info_json_carries_the_task_facts(tmp_path):
     import tensorflow as tf
 
-    from training.export import build_tiny_model
+    from training.export.savedmodel import build_tiny_model
     from training.tasks import get_task
 
     loaded = _export(build_tiny_model(SIZE, 1, 2), tmp_path, flip_tta=False)
@@ -154,7 +154,7 @@ def test_info_json_carries_the_task_facts(tmp_path):
 
 
 def test_tumour_info_groups_and_floor():
-    from training.export import build_info
+    from training.export.savedmodel import build_info
     from training.tasks import get_task
 
     task = get_task("brain-tumor")
@@ -171,8 +171,8 @@ def test_ensemble_heatmap_averages_members():
     import tensorflow as tf
 
     from training.ensemble import average_model
-    from training.explain import make_explain
-    from training.export import build_tiny_model
+    from training.export.explain import make_explain
+    from training.export.savedmodel import build_tiny_model
 
     members = [build_tiny_model(32, 1, 3, seed=1), build_tiny_model(24, 1, 3, seed=2)]
     ensemble = average_model(members, [32, 24], 32, 1)

@@ -1,5 +1,5 @@
-"""Repeated grouped k-fold (training/split.py grouped_kfold), the crossval summary, and the
-in-graph brain crop (training/models.py BrainCrop)."""
+"""Repeated grouped k-fold (training/data/split.py grouped_kfold), the crossval summary, and the
+in-graph brain crop (training/nets/architectures.py BrainCrop)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.audit import run_audit
-from training.errors import TrainingError
-from training.split import grouped_kfold
+from training.cli import TrainingError
+from training.data.audit import run_audit
+from training.data.split import grouped_kfold
 from training.tasks import get_task
 
 STROKE = get_task("brain-stroke")
@@ -67,7 +67,7 @@ def test_folds_are_seeded(stroke_audit):
 
 
 def test_threshold_of_a_fold_is_chosen_on_the_other_folds():
-    from training.kfold_report import repeat_summary
+    from training.crossval.kfold import repeat_summary
 
     # two folds, one slice per scan; fold 0's threshold comes from fold 1's stroke scan (0.9),
     # fold 1's from fold 0's (0.3): thresholds chosen on the folds themselves would be 0.3 and
@@ -82,7 +82,7 @@ def test_threshold_of_a_fold_is_chosen_on_the_other_folds():
 
 
 def test_brain_crop_finds_the_head_and_ignores_the_frame():
-    from training.models import BrainCrop
+    from training.nets.architectures import BrainCrop
 
     x = np.zeros((2, 128, 128, 1), np.float32)
     x[0, 20:100, 40:110] = 0.5  # a "head" off centre
@@ -98,7 +98,7 @@ def test_brain_crop_finds_the_head_and_ignores_the_frame():
 
 
 def test_brain_crop_model_builds_at_its_crop_size():
-    from training.models import build
+    from training.nets.architectures import build
 
     model = build("brain_crop_mirror@40", 128, 1, 2)
     assert model.input_shape == (None, 128, 128, 1)
@@ -109,8 +109,8 @@ def test_brain_crop_model_builds_at_its_crop_size():
 
 
 def test_neighbours_follow_the_slice_order_within_a_scan(stroke_audit):
-    from training.kfold import neighbour_index, with_neighbours
-    from training.prepare import slice_number
+    from training.crossval.kfold import neighbour_index, with_neighbours
+    from training.data.prepare import slice_number
 
     records = stroke_audit.records
     nb = neighbour_index(records)
@@ -132,8 +132,8 @@ def test_heatmap_of_a_cropping_model_is_drawn_over_the_whole_frame():
     import keras
     import tensorflow as tf
 
-    from training.explain import UNCROPPED_GRID, make_explain, uncrop
-    from training.models import build
+    from training.export.explain import UNCROPPED_GRID, make_explain, uncrop
+    from training.nets.architectures import build
 
     cam = tf.ones((1, 6, 6))
     boxes = tf.constant([[0.25, 0.5, 0.75, 1.0]])

@@ -11,9 +11,9 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from training import mil
-from training.errors import TrainingError
+from training.cli import TrainingError
+from training.data.prepare import Prepared, prepare
 from training.fit import fit_for
-from training.prepare import Prepared, prepare
 from training.tasks import get_task
 
 STROKE = get_task("brain-stroke")

@@ -5,7 +5,7 @@ model finds, or a shortcut (scanner, intensity) that would flatter a CNN?
 2. frozen features of the project's brain-tumor network (needs its checkpoint from
    `make train TASK=brain-tumor`), as they are and as |f(x) - f(mirror(x))|.
 Prints slice-level and scan-level AUC (scan = mean of its top 25% slice probabilities).
-`.venv/bin/python benchmarks/stroke_probes.py`
+`.venv/bin/python -m training.crossval.stroke_probes`
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training import evaluate as ev
-from training.data import discover, load_pixels
-from training.paths import CHECKPOINTS, DEFAULT_DATA_ROOT
-from training.scan_eval import SCAN_TOP_FRACTION
+from training.cli import CHECKPOINTS, DEFAULT_DATA_ROOT
+from training.data.images import discover, load_pixels
+from training.evaluation import metrics as ev
+from training.evaluation.scans import SCAN_TOP_FRACTION
 from training.tasks import get_task
 
 SIZE = 128
@@ -47,7 +47,7 @@ def intensity_features(pixels: np.ndarray) -> np.ndarray:
 def tumour_features(pixels: np.ndarray):
     import keras
 
-    from training.models import build
+    from training.nets.architectures import build
 
     checkpoint = CHECKPOINTS / f"brain-tumor-plain_cnn-{SIZE}.weights.h5"
     if not checkpoint.exists():

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from training import cli
-from training.data import Record, discover
-from training.paths import dataset_folder
-from training.tables import markdown_table
+from training.cli import dataset_folder
+from training.data.images import Record, discover
+from training.evaluation.report import markdown_table
 from training.tasks import TaskSpec, get_task
 
 HASH_SIDE = 16  # dHash of a 17x16 greyscale thumbnail: 256 bits

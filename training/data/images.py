@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ct_contract.preprocess import load_model_input
-from training.errors import TrainingError
-from training.paths import CACHE_DIR
+from training.cli import CACHE_DIR, TrainingError
 from training.tasks import TaskSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.audit import AuditResult, run_audit, to_markdown
-from training.data import load_pixels
-from training.split import grouped_split, leakage_groups
+from training.data.audit import AuditResult, run_audit, to_markdown
+from training.data.images import load_pixels
+from training.data.split import grouped_split, leakage_groups
 from training.tasks import TaskSpec
 
 EDGE_SLICE_WEIGHT = 0.4  # stroke scans: weight of skull-base/vertex slices (label may not show)

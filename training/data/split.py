@@ -11,7 +11,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from training.audit import AuditResult, UnionFind
+from training.data.audit import AuditResult, UnionFind
 
 
 @dataclass

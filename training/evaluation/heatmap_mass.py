@@ -1,7 +1,7 @@
 """Where a served model's heatmaps fall: the share of each positive scan's Grad-CAM mass that lies
-inside the brain crop (training/models.py BrainCrop's box on the same input), per version.
+inside the brain crop (training/nets/architectures.py BrainCrop's box on the same input), per version.
 
-    python -m training.heatmap_mass --task brain-stroke --versions 3 4
+    python -m training.evaluation.heatmap_mass --task brain-stroke --versions 3 4
 
 Slices of the task's positive scans (../shared/datasets/<task>), preprocessed as the gateway
 does; the `explain` signature's heatmap is resized to the input and weighed against the box.
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ct_contract import signatures as mc
-from training.audit import run_audit
-from training.data import load_pixels
-from training.models import BrainCrop
-from training.paths import MODELS_ROOT, dataset_folder
+from training.cli import MODELS_ROOT, dataset_folder
+from training.data.audit import run_audit
+from training.data.images import load_pixels
+from training.nets.architectures import BrainCrop
 from training.tasks import get_task
 
 

@@ -1,13 +1,25 @@
-"""Evaluation report (Markdown + PNGs) and model card for one exported model version."""
+"""Evaluation report (Markdown + PNGs) and model card for one exported model version, and the one
+Markdown table writer of training's reports (`markdown_table`)."""
 
 from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from training import evaluate as ev
-from training.tables import markdown_table
+from training.evaluation import metrics as ev
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub Markdown table, one line per row, each cell `str()`-ed; ends with a newline."""
+    lines = [_line(header), _line(["---"] * len(header))]
+    lines += [_line(row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _line(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def _fmt(x) -> str:

@@ -1,13 +1,13 @@
 """Fitting the scan-level rule on validation data: the aggregation (mean of the top fraction of a
 scan's slice probabilities), its threshold and its figures. Applying a rule is
-ct_contract/scan_rule.py's (through training/evaluate.py `aggregate_scans`), as the gateway does."""
+ct_contract/scan_rule.py's (through training/evaluation/metrics.py `aggregate_scans`), as the gateway does."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ct_contract import scan_rule
-from training import evaluate as ev
+from training.evaluation import metrics as ev
 
 SCAN_TOP_FRACTION = 0.25  # scan verdict: mean of the top quarter of its slice probabilities
 

@@ -1,14 +1,14 @@
 """A trained model's validation figures: metrics after temperature scaling, the two-class
-threshold and scan rule (training/scan_eval.py), finding-level figures, and the info_json
+threshold and scan rule (training/evaluation/scans.py), finding-level figures, and the info_json
 `validation` object the task's floor judges."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from training import evaluate as ev
-from training.prepare import Prepared
-from training.scan_eval import scan_level, served_scan_rule
+from training.data.prepare import Prepared
+from training.evaluation import metrics as ev
+from training.evaluation.scans import scan_level, served_scan_rule
 from training.tasks import TaskSpec
 
 
@@ -94,8 +94,8 @@ def training_info(
     task: TaskSpec, p: Prepared, metrics: dict, probs, seed: int, ood: dict | None = None
 ) -> dict:
     """The info_json object of a model trained (or assembled) on `p`'s split (`ood`: its
-    out-of-domain threshold, training/ood.py)."""
-    from training.export import build_info
+    out-of-domain threshold, training/nets/ood.py)."""
+    from training.export.savedmodel import build_info
 
     scan = metrics.get("scan_level")
     rule = served_scan_rule(scan["threshold"]) if scan else None

@@ -113,8 +113,8 @@ UNCROPPED_GRID = (24, 24)  # heatmap grid over the whole frame for models that c
 
 
 def brain_crop_layer(model):
-    """The model's BrainCrop layer (training/models.py), or None."""
-    from training.models import BrainCrop
+    """The model's BrainCrop layer (training/nets/architectures.py), or None."""
+    from training.nets.architectures import BrainCrop
 
     found = [layer for layer in model.layers if isinstance(layer, BrainCrop)]
     return found[0] if found else None

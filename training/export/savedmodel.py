@@ -4,7 +4,7 @@ Layout written: <models_root>/<task>/<version>/{saved_model.pb, variables/, asse
 tf_serving_warmup_requests, model_card.md, smoke_golden.json (training/golden.py)}. The signatures
 follow ct_contract/signatures.py: serving_default, model_info (with info_json, built by
 `build_info` from training/tasks.py and the caller's validation figures) and explain (Grad-CAM,
-training/explain.py).
+training/export/explain.py).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def build_info(
 ) -> dict:
     """The info_json object (ct_contract/signatures.py INFO_*): window, label groups, floor and
     intended use from training/tasks.py; `validation` ({"how": str, figures...}) is checked
-    against the task's floor; `ood` the domain's out-of-distribution threshold (training/ood.py).
+    against the task's floor; `ood` the domain's out-of-distribution threshold (training/nets/ood.py).
     A task unknown to tasks.py (tiny test exports) states nothing but the missing validation."""
     from training.tasks import INTENDED_USE, TASK_SPECS, check_floor
 
@@ -76,7 +76,7 @@ def json_safe(value):
 def _serving_functions(
     model, labels, size, channels, threshold, positive_index, temperature, flip_tta, info, ood
 ):
-    from training.explain import make_explain
+    from training.export.explain import make_explain
 
     label_tensor = tf.constant([str(label) for label in labels])
     info_tensor = tf.constant(json.dumps(info, sort_keys=True, allow_nan=False))
@@ -170,7 +170,7 @@ def export_model(
     """Write `model` (logits out, float [0,1] pixels in) as a new version; returns its directory.
     `info` is the info_json object (`build_info`); None: tasks.py's facts, no validation.
     `ood`: a Keras model from the same pixels to [N] out-of-distribution scores
-    (training/ood.py), served as OOD_SCORE_KEY beside the probabilities."""
+    (training/nets/ood.py), served as OOD_SCORE_KEY beside the probabilities."""
     import keras
 
     task_dir = Path(models_root) / task

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from training.errors import TrainingError
+from training.cli import TrainingError
 
 # BatchNorm statistics adapt within ~50 steps instead of Keras's default ~500 (momentum 0.99),
 # so short runs (the architecture comparison, small datasets) evaluate with settled statistics.
@@ -156,10 +156,10 @@ def brain_crop_mirror(size: int, channels: int, n_classes: int, crop: int = 96):
 def efficientnet_lite0(
     size: int, channels: int, n_classes: int, resolution: int = 224, dropout: float = 0.2
 ):
-    """EfficientNet-Lite0 with its ImageNet weights (training/efficientnet_lite.py), fine-tuned
+    """EfficientNet-Lite0 with its ImageNet weights (training/nets/efficientnet_lite.py), fine-tuned
     whole: the slice resized to `resolution` (ImageNet's 224 by default; less costs less), grey
     repeated to RGB, pooled, one Dense."""
-    from training import efficientnet_lite as el
+    from training.nets import efficientnet_lite as el
 
     inputs = keras.Input((size, size, channels))
     x = layers.Resizing(resolution, resolution, name="resize")(inputs)

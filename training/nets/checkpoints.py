@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.paths import CHECKPOINTS
+from training.cli import CHECKPOINTS
 
 
 def meta_path(checkpoint: Path) -> Path:
@@ -49,7 +49,7 @@ def save_checkpoint(
 
 def load_checkpoint(checkpoint: Path):
     """Rebuild a checkpoint's model with its weights; returns (model, metadata)."""
-    from training.models import build
+    from training.nets.architectures import build
 
     meta = read_meta(checkpoint)
     model = build(meta["arch"], meta["size"], meta["channels"], meta["n_classes"])
@@ -67,7 +67,7 @@ def note_report(checkpoint: Path, report_dir: Path) -> None:
 def transfer_backbone(model, checkpoint: Path) -> None:
     """Initialise layers from one of the project's own checkpoints: weighted layers are paired in
     order and copied where their shapes match (the classifier and a changed stem are skipped)."""
-    from training.models import build
+    from training.nets.architectures import build
 
     meta = read_meta(checkpoint)
     source = build(meta["arch"], meta["size"], meta["channels"], meta["n_classes"])

