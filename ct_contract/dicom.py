@@ -1,32 +1,27 @@
-"""DICOM intake: detection by content, header caps, transfer syntaxes, decoding frame by frame.
+"""The DICOM reader: header caps, transfer syntaxes, decoding frame by frame.
 
-preprocess.py is the entry point (`decode_slices`, `load_model_input`); this module reads and
-checks a dataset and decodes its frames, and dicom_values.py turns each frame into 8-bit pixels.
+preprocess.py hands it the bytes it took for DICOM; dicom_dataset.py parses them, this module
+checks the header and decodes the frames, and dicom_values.py turns each frame into 8-bit pixels.
 Nothing from the dataset leaves except SliceMeta's fields: error messages name only the transfer
-syntax, sizes and counts, never a tag value, and pydicom's own warnings and log lines (which quote
-tag values) are silenced here.
+syntax, sizes and counts, never a tag value (pydicom's own warnings and log lines are silenced in
+dicom_dataset.py).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
-import warnings
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom import filereader
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     UID,
-    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -35,6 +30,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from ct_contract.dicom_dataset import PIXEL_DATA, read_dataset
 from ct_contract.dicom_values import (
     UID_RE,
     Window,
@@ -44,37 +40,21 @@ from ct_contract.dicom_values import (
     window_to_uint8,
 )
 from ct_contract.slices import (
-    ALLOWED_FORMATS,
     BLOCK_VALUES,
     DecodeBudget,
-    DecodeBudgetError,
     DecodedSlice,
     ImageDecodeError,
     ImageTooLargeError,
+    MultiFrameError,
+    Shrink,
     UnsupportedTransferSyntaxError,
     image_bytes,
 )
 
 __all__ = ["UnsupportedTransferSyntaxError", "Window", "window_to_uint8"]
 
-# pydicom logs every warning to the "pydicom" logger as well, quoting tag values (names, dates):
-# keep those out of the gateway's JSON logs and off stderr. Reading validation off: malformed
-# values are dealt with where they are used, not warned about.
-logging.getLogger("pydicom").propagate = False
-warnings.filterwarnings("ignore", module=r"(pydicom|ct_contract\.dicom\w*)(\.|$)")
-pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
-_MAGIC_OFFSET = 128
-# A dataset without preamble starts with a group 0x0002 (file meta) or 0x0008 element, little or
-# big endian. No picture format the gateway takes starts with these bytes.
-_BARE_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
-_PIXEL_DATA = 0x7FE00010
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
-_DEFLATED = str(DeflatedExplicitVRLittleEndian).encode()
-_INFLATE_CHUNK = 1 << 16
 # Codecs that decode damaged data without failing: a frame must end in its end-of-image (JPEG-LS)
 # or end-of-codestream (JPEG 2000) marker, and any warning pydicom logs while decoding (a plugin
 # that failed before another succeeded, an RLE segment longer than the frame, a header that
@@ -102,67 +82,49 @@ _WARNINGS = _DecodeWarnings()
 logging.getLogger("pydicom").addHandler(_WARNINGS)
 
 
-def read(data: bytes, budget: DecodeBudget | None = None) -> Dataset | None:
-    """The parsed dataset when `data` is DICOM by content, None when it is not DICOM.
-
-    DICOM: "DICM" after the 128-byte preamble, or (no preamble) bytes that start like a dataset,
-    that Pillow does not take for a picture, and that parse into a dataset with a group 0x0008
-    element or pixel data. Raises ImageDecodeError for a preamble file pydicom cannot read, and
-    DecodeBudgetError for a deflated dataset that inflates past what is left of `budget` (its
-    inflated bytes are charged to it).
-    """
+def read_slices(
+    data: bytes,
+    preamble: bool,
+    max_pixels: int,
+    window: Window | None,
+    max_frames: int | None,
+    budget: DecodeBudget | None,
+    shrink: Shrink | None,
+) -> list[DecodedSlice]:
+    """One DecodedSlice per frame of the DICOM object in `data` (`preamble`: as the sniffer found
+    it, see dicom_dataset.read_dataset). `max_frames` None: exactly one image is expected, and a
+    multi-frame object raises MultiFrameError before any pixel is decoded. What parsing holds is
+    charged to `budget` until the frames are decoded; `window`, `shrink`: as in `_decode`."""
     budget = budget or DecodeBudget()
-    if data[_MAGIC_OFFSET : _MAGIC_OFFSET + 4] == b"DICM":
-        dataset = _parse(data, budget)
-        if dataset is None:
-            raise ImageDecodeError("cannot read DICOM object: malformed or truncated header")
-    elif data[:2] not in _BARE_STARTS or _is_picture(data):
-        return None
-    else:
-        dataset = _parse(data, budget)
-        if dataset is None or not any(
-            tag.group == 0x0008 or tag == _PIXEL_DATA
-            for tag in dataset.keys()  # noqa: SIM118 - iterating a Dataset converts every value
-        ):
-            return None
-    _check_encapsulation_complete(dataset, data)
-    return dataset
+    with budget.transient():
+        dataset = read_dataset(data, budget, preamble)
+        if max_frames is None:
+            if (frames := _frame_count(dataset)) > 1:
+                raise MultiFrameError(
+                    f"DICOM object has {frames} frames: send multi-frame objects to :predict_series"
+                )
+            max_frames = 1
+        return _decode(dataset, max_pixels, window, max_frames, budget, shrink)
 
 
-def _check_encapsulation_complete(dataset: Dataset, data: bytes) -> None:
-    """Compressed pixel data must end in its sequence delimiter: pydicom reads a file cut inside
-    it up to the end (with a warning only), and some decoders then return part of an image."""
-    try:
-        element = dataset.get_item(_PIXEL_DATA) if _PIXEL_DATA in dataset else None
-        deflated = dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
-        if element is None or element.length != _UNDEFINED_LENGTH or deflated:
-            return  # native data (its length is checked on decoding); deflated: offsets differ
-        end = element.value_tell + len(element.value)
-    except Exception:  # unreadable here: the decoder will refuse it
-        return
-    if data[end : end + 8] != _SEQUENCE_DELIMITER:
-        raise ImageDecodeError("DICOM pixel data is truncated")
-
-
-def frame_count(dataset: Dataset) -> int:
+def _frame_count(dataset: Dataset) -> int:
     """NumberOfFrames (1 when absent). Raises ImageDecodeError when it is not a positive number."""
     return _header_int(dataset, "NumberOfFrames", default=1, low=1)
 
 
-def decode(
+def _decode(
     dataset: Dataset,
     max_pixels: int,
     window: Window | None,
     max_frames: int,
-    budget: DecodeBudget | None = None,
-    shrink: Callable[[Image.Image], Image.Image] | None = None,
+    budget: DecodeBudget,
+    shrink: Shrink | None,
 ) -> list[DecodedSlice]:
     """One DecodedSlice per frame: grayscale windowed from Hounsfield units, colour as RGB.
 
     Each frame's decoding memory is charged to `budget` before it is decoded and given back once
     the frame is an 8-bit image, passed through `shrink` (the model's input size) at once: only
     the shrunk images are kept (and charged) while the next frames decode."""
-    budget = budget or DecodeBudget()
     rows, columns, frames = _check_header(dataset, max_pixels, max_frames)
     decoder = _decoder(dataset)
     photometric = _photometric(dataset)
@@ -251,82 +213,6 @@ def _frame_tails(dataset: Dataset, frames: int) -> Iterator[bytes]:
         yield frame[-16:]
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def _parse(data: bytes, budget: DecodeBudget) -> Dataset | None:
-    """pydicom's reading of the bytes (pixel data not decoded), or None when it gives up."""
-    try:
-        start = _deflated_start(data) if _DEFLATED in data else None
-        if start is not None:
-            return _read_deflated(data, start, budget)
-        return pydicom.dcmread(io.BytesIO(data), force=True)
-    except ImageTooLargeError:
-        raise
-    except Exception:  # pydicom raises many types on malformed input
-        return None
-
-
-def _deflated_start(data: bytes) -> int | None:
-    """Where the deflated dataset starts, when the file meta names the Deflated Explicit VR
-    Little Endian syntax: pydicom would inflate the rest whole, with no limit, while parsing."""
-    fp = io.BytesIO(data)
-    filereader.read_preamble(fp, force=True)
-    meta = filereader._read_file_meta_info(fp)
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return None
-    filereader._read_command_set_elements(fp)
-    return fp.tell()
-
-
-def _read_deflated(data: bytes, start: int, budget: DecodeBudget) -> Dataset:
-    """The dataset pydicom would read. The stream is inflated once to count (nothing kept, refused
-    past half of what is left of `budget`), then again into memory charged to `budget`: the
-    inflated bytes and pydicom's copies of the values in them."""
-    fp = io.BytesIO(data)
-    preamble = filereader.read_preamble(fp, force=True)
-    meta = filereader._read_file_meta_info(fp)
-    stream = memoryview(data)[start:]
-    size = _inflated_size(stream, budget.left() // 2)
-    budget.charge(2 * size, "the deflated DICOM dataset")
-    inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(stream, size + 1)
-    dataset = filereader.read_dataset(io.BytesIO(inflated), False, True)
-    del inflated  # the dataset holds copies of its values
-    ds = FileDataset(io.BytesIO(), dataset, preamble, meta, False, True)
-    ds.set_original_encoding(False, True, dataset._character_set)
-    return ds
-
-
-def _inflated_size(stream: memoryview, limit: int) -> int:
-    """How many bytes a raw deflate stream inflates to, keeping none of them; DecodeBudgetError
-    as soon as that passes `limit`."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    size = 0
-    for start in range(0, len(stream), _INFLATE_CHUNK):
-        pending: bytes | memoryview = stream[start : start + _INFLATE_CHUNK]
-        while True:
-            size += len(chunk := inflater.decompress(pending, _INFLATE_CHUNK))
-            if size > limit:
-                raise DecodeBudgetError(
-                    f"the deflated DICOM dataset inflates past {limit} bytes, more than this "
-                    "request's memory budget leaves for it"
-                )
-            pending = inflater.unconsumed_tail
-            if inflater.eof or (not pending and len(chunk) < _INFLATE_CHUNK):
-                break
-        if inflater.eof:  # what follows the stream is not inflated (pydicom ignores it too)
-            break
-    return size
-
-
-def _is_picture(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS):
-            return True
-    except Exception:  # anything Pillow rejects is not a picture
-        return False
-
-
 def _header_int(dataset: Dataset, keyword: str, default: int | None = None, low: int = 0) -> int:
     try:
         value = dataset.get(keyword, default)
@@ -342,12 +228,12 @@ def _header_int(dataset: Dataset, keyword: str, default: int | None = None, low:
 
 def _check_header(dataset: Dataset, max_pixels: int, max_frames: int) -> tuple[int, int, int]:
     """Rows, columns and frames after the caps, all checked before any pixel is decoded."""
-    if _PIXEL_DATA not in dataset:
+    if PIXEL_DATA not in dataset:
         raise ImageDecodeError("DICOM object has no pixel data")
     rows = _header_int(dataset, "Rows", low=1)
     columns = _header_int(dataset, "Columns", low=1)
     samples = _header_int(dataset, "SamplesPerPixel", default=1, low=1)
-    frames = frame_count(dataset)
+    frames = _frame_count(dataset)
     if rows * columns * samples > max_pixels:
         raise ImageTooLargeError(
             f"DICOM image is {columns}x{rows}x{samples} values, more than the {max_pixels} allowed"

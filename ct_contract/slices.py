@@ -1,13 +1,14 @@
 """What decoding produces and how it fails: the slice types and errors of the contract.
 
-preprocess.py (pictures, the entry point) and dicom.py (DICOM objects) both build these; they live
-here so that neither of the two has to import the other's internals.
+pictures.py (the Pillow reader) and dicom.py (the DICOM reader) both build these, and
+preprocess.py (the entry that hands the bytes to one of them) returns them: they live here, below
+all three, so that no reader imports the entry or the other reader.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from PIL import Image
@@ -17,6 +18,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Raster formats scans arrive in. Pillow would otherwise also open EPS (which runs Ghostscript
 # where installed) and dozens of exotic formats: attack surface with no clinical use.
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+# Either reader's refusal of bytes that turn out to be neither a picture nor a DICOM object.
+NOT_AN_IMAGE = (
+    f"cannot decode image: not a picture ({', '.join(ALLOWED_FORMATS)}) or a DICOM object"
+)
 # Offline callers (training, scripts) decode one file at a time: a budget that only stops bombs.
 # The gateway passes its own, sized from the pod's memory (gateway/config.py).
 DEFAULT_DECODE_BUDGET = 1 << 30
@@ -62,6 +67,9 @@ class DecodedSlice:
     image: Image.Image  # 8-bit "L" or "RGB", already windowed
     meta: SliceMeta
 
+
+# Applied to each slice as soon as it is decoded (the gateway: down to the model's input size).
+Shrink = Callable[[Image.Image], Image.Image]
 
 PICTURE_META = SliceMeta(modality=None, position=None, instance=None, series_uid=None, frame=None)
 

@@ -19,12 +19,11 @@ from pydicom.uid import (
     UID,
 )
 
+from ct_contract.pictures import decode_image, to_8bit
 from ct_contract.preprocess import (
     ImageDecodeError,
     ImageTooLargeError,
     UnsupportedTransferSyntaxError,
-    _to_8bit,
-    decode_image,
     decode_slices,
     load_model_input,
     to_model_input,
@@ -138,7 +137,7 @@ def test_pictures_keep_the_pillow_path(fmt):
     data = picture(fmt)
     (piece,) = decode_slices(data)
     assert piece.meta.modality is None and piece.meta.position is None
-    expected = _to_8bit(decode_image(data))
+    expected = to_8bit(decode_image(data))
     assert piece.image.mode == expected.mode
     assert np.array_equal(np.asarray(piece.image), np.asarray(expected))
     assert np.array_equal(load_model_input(data, 32, 1), to_model_input(decode_image(data), 32, 1))

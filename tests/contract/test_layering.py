@@ -137,3 +137,27 @@ def test_code_outside_tests_neither_patches_paths_nor_imports_tests(path):
     assert not PATH_PATCH.search(text), f"{path}: edits sys.path or PYTHONPATH"
     imports = {n.split(".")[0] for n in imported_names(path, path.stem)}
     assert "tests" not in imports, f"{path}: imports the tests package"
+
+
+# Inside ct_contract, decoding flows one way: the entry (sniffs once) -> the two readers -> what
+# they build on. A module imports only modules of a lower layer: no reader imports the entry (it
+# would hand bytes back) or the other reader (it would sniff again).
+DECODING_LAYERS = (
+    {"ct_contract.preprocess"},
+    {"ct_contract.pictures", "ct_contract.dicom"},
+    {"ct_contract.dicom_dataset", "ct_contract.dicom_values"},
+    {"ct_contract.slices"},
+)
+
+
+def test_decoding_modules_import_only_lower_layers():
+    layer = {module: depth for depth, group in enumerate(DECODING_LAYERS) for module in group}
+    edges = first_party_edges()
+    assert set(layer) <= set(edges), "a decoding module was renamed: update DECODING_LAYERS"
+    wrong = [
+        f"{module} imports {target}"
+        for module in layer
+        for target in edges[module]
+        if target.startswith("ct_contract.") and layer.get(target, -1) <= layer[module]
+    ]
+    assert not wrong, "\n".join(sorted(wrong))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ct_contract.pictures import decode_image
 from ct_contract.preprocess import (
     ImageDecodeError,
     ImageTooLargeError,
-    decode_image,
     load_model_input,
     to_model_input,
 )

@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from PIL import Image
 
-from ct_contract.preprocess import ImageDecodeError, decode_image, load_model_input
+from ct_contract.pictures import decode_image
+from ct_contract.preprocess import ImageDecodeError, load_model_input
 from gateway import fetch
 from gateway.errors import ApiError
 from tests.fixtures.common import fuzz_scale, fuzz_settings
