@@ -35,14 +35,21 @@ from ct_local.smoke.client import SmokeError
 NODE_AE = "CT_TRIAGE"  # the node's ae_title (kube-config/base/dicom-node.yaml)
 SMOKE_CALLING_AE = "CT_SMOKE"  # on the kind overlay's allow list
 SMOKE_SLICES = 3
+SMOKE_PATIENT = ("Smoke^Test", "CT-TRIAGE-SMOKE")  # (PatientName, PatientID)
 # ct_dicom_series_total outcomes: the gateway answered (the node files results, or keeps a
 # refused series), and outcomes that mean the smoke's series went wrong.
 ANSWERED = ("filed", "refused")
 WRONG = ("ignored", "unreadable", "failed")
 
 
-def smoke_series(n: int = SMOKE_SLICES) -> list[Dataset]:
-    """`n` slices of one new CT head series of one new study, from pydicom's CT_small.dcm."""
+def ct_series(
+    n: int = SMOKE_SLICES,
+    body_part: str = "HEAD",
+    modality: str = "CT",
+    patient: tuple[str, str] = SMOKE_PATIENT,
+) -> list[Dataset]:
+    """`n` slices of one new series of one new study from pydicom's CT_small.dcm, 5 mm apart, of
+    `patient` (name, ID): the smoke's series, and the DICOM node tests'."""
     study, series = generate_uid(), generate_uid()
     out = []
     for k in range(n):
@@ -52,9 +59,9 @@ def smoke_series(n: int = SMOKE_SLICES) -> list[Dataset]:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [0.0, 0.0, float(5 * k)]
-        ds.PatientName, ds.PatientID = "Smoke^Test", "CT-TRIAGE-SMOKE"
-        ds.Modality, ds.BodyPartExamined = "CT", "HEAD"
-        ds.SeriesDescription = "ct-triage smoke head"
+        ds.PatientName, ds.PatientID = patient
+        ds.Modality, ds.BodyPartExamined = modality, body_part
+        ds.SeriesDescription = "ct-triage synthetic series"
         out.append(ds)
     return out
 
@@ -184,7 +191,7 @@ def check_dicom_node(
     if not send_series:
         return None
     before = series_outcomes(_get(f"{base}/metrics")[1]) if base else {}
-    store(smoke_series(), host, port, called, calling)
+    store(ct_series(), host, port, called, calling)
     if not base:
         return None
     outcome = wait_gateway_answer(base, before, timeout)

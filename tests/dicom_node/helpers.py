@@ -1,4 +1,4 @@
-"""Shared pieces of the dicom-node tests: a small CT series made from pydicom's CT_small.dcm,
+"""Shared pieces of the dicom-node tests: a small CT series (the smoke's, of the test patient),
 a node configuration, a fake gateway (HTTP) and a destination PACS (a pynetdicom SCP)."""
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom import Dataset, dcmread
-from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+from pydicom import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
     ComprehensiveSRStorage,
@@ -24,27 +22,15 @@ from pynetdicom.sop_class import (
 )
 
 from ct_dicom_node import config
+from ct_local.smoke import dicom as smoke_dicom
 
 PATIENT_NAME = "Testpatient^Secret"
 PATIENT_ID = "PID-7781-SECRET"
 
 
 def ct_series(n: int = 4, body_part: str = "HEAD", modality: str = "CT") -> list[Dataset]:
-    """`n` slices of one new series of one new study, from CT_small.dcm."""
-    study, series = generate_uid(), generate_uid()
-    out = []
-    for k in range(n):
-        ds = dcmread(get_testdata_file("CT_small.dcm"))
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [0.0, 0.0, float(k * 5)]
-        ds.PatientName, ds.PatientID = PATIENT_NAME, PATIENT_ID
-        ds.BodyPartExamined, ds.Modality = body_part, modality
-        ds.SeriesDescription = "Head routine"
-        out.append(ds)
-    return out
+    """The smoke's series builder (ct_local.smoke.dicom.ct_series), of the test patient."""
+    return smoke_dicom.ct_series(n, body_part, modality, patient=(PATIENT_NAME, PATIENT_ID))
 
 
 def node_config(

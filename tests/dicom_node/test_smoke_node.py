@@ -12,8 +12,8 @@ from ct_local.smoke.dicom import (
     SMOKE_CALLING_AE,
     SMOKE_SLICES,
     check_dicom_node,
+    ct_series,
     parse_address,
-    smoke_series,
 )
 from tests.dicom_node.helpers import FakeGateway, Pacs, node_config
 
@@ -35,12 +35,12 @@ def stack(tmp_path):
 
 
 def test_the_smoke_series_is_a_routable_ct_head_series():
-    series = smoke_series()
+    series = ct_series()
     assert len(series) == SMOKE_SLICES
     assert len({ds.SeriesInstanceUID for ds in series}) == 1
     assert len({ds.SOPInstanceUID for ds in series}) == SMOKE_SLICES
     assert {(ds.Modality, ds.BodyPartExamined) for ds in series} == {("CT", "HEAD")}
-    assert smoke_series()[0].StudyInstanceUID != series[0].StudyInstanceUID  # new each run
+    assert ct_series()[0].StudyInstanceUID != series[0].StudyInstanceUID  # new each run
 
 
 def test_the_node_check_passes_against_a_node_on_loopback(stack):
