@@ -1,5 +1,6 @@
 """training/cli.py: every CLI builds on the one flag table (same flags, same defaults), library
-errors become exit messages in `main` only; training/evaluation/report.py: the one Markdown table writer."""
+errors become exit messages in `main` only; training/evaluation/report.py: the one Markdown table
+writer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""training/export/explain.py: the exported `explain` signature's Grad-CAM looks where the evidence is.
+"""training/export/explain.py: the exported `explain` signature's Grad-CAM looks where the
+evidence is.
 
 A tiny CNN learns synthetic classes in seconds: (1) the class is the presence of a bright blob at a
 random place, so the positive heatmaps must sit on the blob; (2) the class is a dark bar at the

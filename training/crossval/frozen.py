@@ -40,7 +40,13 @@ import keras
 import numpy as np
 
 from training.cli import CACHE_DIR, MODELS_ROOT, REPORTS_ROOT, TrainingError, dataset_folder
-from training.crossval.kfold import _fold_audit, fold_row, kfold_validation, oof_logits, write_kfold
+from training.crossval.kfold import (
+    audit_for_folds,
+    fold_row,
+    kfold_validation,
+    oof_logits,
+    write_kfold,
+)
 from training.data.audit import run_audit, to_markdown
 from training.data.images import load_pixels
 from training.data.prepare import from_arrays
@@ -52,6 +58,8 @@ from training.nets import efficientnet_lite as el
 from training.nets.architectures import BrainCrop
 from training.nets.ood import ood_for
 from training.tasks import get_task
+
+DEFAULT_C = 0.01  # the head's inverse L2 strength, fixed before looking at any fold
 
 
 @dataclass(frozen=True)
@@ -126,9 +134,6 @@ def extract(
     return features
 
 
-DEFAULT_C = 0.01
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="brain-stroke")
@@ -190,7 +195,7 @@ def run(args: Namespace) -> Path:
     name += f"-{args.tag}" if args.tag else ""
     command = "python -m training.crossval.frozen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = {"command": command, "folds": [], "oof": {}}
-    fold_audit = _fold_audit(task, data, audit, args.folds_from)
+    fold_audit = audit_for_folds(task, data, audit, args.folds_from)
     for repeat in range(1, args.repeats + 1):
         scores, fold_of = np.full(len(y_all), np.nan), np.full(len(y_all), -1)
         for k, split in enumerate(grouped_kfold(fold_audit, args.folds, seed=repeat)):

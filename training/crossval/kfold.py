@@ -55,7 +55,7 @@ def kfold(task, data: Path, size: int, audit, args: Namespace) -> None:
     args.scores_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m training.crossval " + " ".join(shlex.quote(a) for a in args.argv)
     result = {"command": command, "folds": [], "oof": {}}
-    fold_audit = _fold_audit(task, data, audit, args.folds_from)
+    fold_audit = audit_for_folds(task, data, audit, args.folds_from)
     arrays = (records, labels, x_all, y_all, scans_all)
     for repeat in range(1, args.repeats + 1):
         splits = grouped_kfold(fold_audit, args.folds, seed=repeat)
@@ -84,7 +84,7 @@ def run_name(args: Namespace, size: int) -> str:
     return name + f"-{args.folds}x{args.repeats}{'-' + args.tag if args.tag else ''}"
 
 
-def _fold_audit(task, data: Path, audit, folds_from: Path | None):
+def audit_for_folds(task, data: Path, audit, folds_from: Path | None):
     """The audit the folds are dealt from: `audit`, or that of --folds-from (same file names)."""
     if not folds_from:
         return audit

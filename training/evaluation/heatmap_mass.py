@@ -1,5 +1,6 @@
 """Where a served model's heatmaps fall: the share of each positive scan's Grad-CAM mass that lies
-inside the brain crop (training/nets/architectures.py BrainCrop's box on the same input), per version.
+inside the brain crop (training/nets/architectures.py BrainCrop's box on the same input), per
+version.
 
     python -m training.evaluation.heatmap_mass --task brain-stroke --versions 3 4
 

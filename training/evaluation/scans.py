@@ -1,6 +1,7 @@
 """Fitting the scan-level rule on validation data: the aggregation (mean of the top fraction of a
 scan's slice probabilities), its threshold and its figures. Applying a rule is
-ct_contract/scan_rule.py's (through training/evaluation/metrics.py `aggregate_scans`), as the gateway does."""
+ct_contract/scan_rule.py's (through training/evaluation/metrics.py `aggregate_scans`), as the
+gateway does."""
 
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ def build_info(
 ) -> dict:
     """The info_json object (ct_contract/signatures.py INFO_*): window, label groups, floor and
     intended use from training/tasks.py; `validation` ({"how": str, figures...}) is checked
-    against the task's floor; `ood` the domain's out-of-distribution threshold (training/nets/ood.py).
-    A task unknown to tasks.py (tiny test exports) states nothing but the missing validation."""
+    against the task's floor; `ood` the domain's out-of-distribution threshold
+    (training/nets/ood.py). A task unknown to tasks.py (tiny test exports) states nothing but the
+    missing validation."""
     from training.tasks import INTENDED_USE, TASK_SPECS, check_floor
 
     spec = TASK_SPECS.get(task)

