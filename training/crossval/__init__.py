@@ -33,6 +33,7 @@ RECIPE = ("--arch", "--size", "--epochs", "--init-from", "--mil", "--flip-tta", 
 
 def parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(
+        prog="python -m training.crossval",  # run as a package, argv[0] is its __main__.py
         description=__doc__,
         parents=[cli.parent("--task", "--data", *RECIPE, "--models-root", "--reports-root")],
     )

@@ -212,7 +212,10 @@ def build_tiny_model(size: int, channels: int, n_classes: int, seed: int = 0):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export an untrained tiny model (tests, demos).")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export",
+        description="Export an untrained tiny model (tests, demos).",
+    )
     parser.add_argument("models_root", type=Path)
     parser.add_argument("--task", required=True)
     parser.add_argument("--labels", required=True, help="comma-separated, in output order")
