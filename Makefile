@@ -92,7 +92,7 @@ audit: venv
 
 # Regenerate the gateway's TF-free protobuf module (tests/gateway/test_tfs_protos.py checks it is current).
 protos: venv
-	$(PY) -m grpc_tools.protoc -Igateway/protos --python_out=gateway --pyi_out=gateway gateway/protos/tfs_api.proto
+	$(PY) -m grpc_tools.protoc -Igateway/tfs/protos --python_out=gateway/tfs --pyi_out=gateway/tfs gateway/tfs/protos/tfs_api.proto
 
 # The committed SavedModels under the TensorFlow of the pinned tensorflow/serving image (model-server/Dockerfile).
 tf-compat: venv

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request
 from ct_contract.preprocess import decode_single, to_model_input
 from ct_local.bench.inputs import SAMPLE_IMAGE as SAMPLE
 from ct_local.bench.timing import percentile, timed
-from gateway.tensors import make_tensor_proto
+from gateway.tfs.tensors import make_tensor_proto
 
 SIZE, RUNS = 192, 300
 

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway import domain, heatmap, series
-from gateway import tfs_api_pb2 as pb
+from gateway import heatmap, series
 from gateway.errors import BadRequestError, NotFoundError
-from gateway.model_registry import ModelContractError, ModelInfo
-from gateway.tensors import TensorError, make_ndarray
+from gateway.models import domain
+from gateway.models.registry import ModelContractError, ModelInfo
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.tensors import TensorError, make_ndarray
 
 
 def probabilities(response: pb.PredictResponse, info: ModelInfo, batch: int) -> np.ndarray:

@@ -8,10 +8,13 @@ import socket
 from flask import Flask, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import auth, canary, intake, logs, metrics, observe, openapi, webpage
+from gateway import auth, intake
 from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError, ServiceUnavailableError, register_error_handlers
+from gateway.models import canary
+from gateway.observability import flask_hook, logs, metrics
 from gateway.service import Gateway
+from gateway.web import openapi, page
 
 EXTENSION = "ct_gateway"
 AUTH_EXTENSION = "ct_auth"  # the TokenFile, or None when auth is off
@@ -27,7 +30,7 @@ class TaskConverter(BaseConverter):
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=page.STATIC_DIR)  # gateway/web/static at /static
     # OPTIONS on an API route: a JSON 405 with Allow (errors.py), not Flask's empty text/html 200.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.converters["task"] = TaskConverter
@@ -36,20 +39,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     gateway = Gateway(settings)
     app.extensions[EXTENSION] = gateway
     register_error_handlers(app)
-    observe.init_app(app, settings)
+    flask_hook.init_app(app, settings)
     try:
         # after the observability hook: 401s are logged and counted
         app.extensions[AUTH_EXTENSION] = auth.init_app(app, settings.auth_tokens_file)
     except auth.TokenFileError as err:
         raise ConfigError(f"CT_AUTH_TOKENS_FILE: {err}") from None
     _register_routes(app, gateway)
-    webpage.init_app(app)
+    page.init_app(app)
     return app
 
 
 def create_asgi_app(settings: Settings | None = None):
-    """The app as gunicorn serves it: Flask behind gateway.buffered (whole requests, deadlines)."""
-    from gateway.buffered import BufferedWsgi
+    """The app as gunicorn serves it: Flask behind gateway.server (whole requests, deadlines)."""
+    from gateway.server import BufferedWsgi
 
     settings = settings or Settings.from_env()
 
@@ -117,7 +120,7 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
         return jsonify({"status": "ok"})
 
     # The pod name in Kubernetes: `ct-triage smoke` checks that the gateway answering its URL is
-    # one of the namespace's gateway pods. (/healthz is answered by gateway/buffered.py itself.)
+    # one of the namespace's gateway pods. (/healthz is answered by gateway/server.py itself.)
     identity = {INSTANCE_HEADER: os.environ.get("HOSTNAME") or socket.gethostname()}
 
     @app.get("/readyz")
@@ -142,7 +145,7 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
 
 
 def _canary() -> bool | None:
-    """X-CT-Canary: 1 forces the canary version, 0 the stable one (gateway/canary.py)."""
+    """X-CT-Canary: 1 forces the canary version, 0 the stable one (gateway/models/canary.py)."""
     return canary.parse_header(request.headers.get(canary.HEADER))
 
 

@@ -195,7 +195,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def admits_body(tokens: TokenFile | None, method: str, authorization: str) -> bool:
-    """Whether a request may send its body: gateway/buffered.py asks before reading it, so a
+    """Whether a request may send its body: gateway/server.py asks before reading it, so a
     caller without a valid token cannot make the gateway take in a whole upload first. Bodiless
     methods pass here; require_token still checks every request in full."""
     if tokens is None or method not in BODY_METHODS:

@@ -108,7 +108,7 @@ class Settings:
     metadata_ttl_s: float = _env(30.0, "CT_METADATA_TTL_S", float, lambda v: v >= 0, "seconds >= 0")
     # The longest a request (headers read) may take to arrive: 408.
     request_timeout_s: float = _env(30.0, "CT_REQUEST_TIMEOUT_S", *_seconds(3600))
-    # The longest a request head may take to arrive (then the connection closes; gateway/buffered).
+    # The longest a request head may take to arrive (then the connection closes; gateway/server).
     header_timeout_s: float = _env(10.0, "CT_HEADER_TIMEOUT_S", *_seconds(3600))
     url_allow_private: bool = _env(
         False, "CT_URL_ALLOW_PRIVATE", _parse_bool, lambda v: True, "true or false"
@@ -128,8 +128,9 @@ class Settings:
     memory_limit_bytes: int = _env(
         DEFAULT_MEMORY_LIMIT, "CT_MEMORY_LIMIT_BYTES", int, lambda v: v > 0, "bytes > 0"
     )
-    # Share of requests sent to the `canary` version label (gateway/canary.py). None (unset): no
-    # label routing at all, the model server's newest version answers, as before labels existed.
+    # Share of requests sent to the `canary` version label (gateway/models/canary.py). None
+    # (unset): no label routing at all, the model server's newest version answers, as before labels
+    # existed.
     canary_share: float | None = _env(
         None, "CT_CANARY_SHARE", float, lambda v: 0.0 <= v <= 1.0, "a share in [0, 1]"
     )

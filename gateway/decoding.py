@@ -24,7 +24,7 @@ from gateway import series
 from gateway.archive import Member
 from gateway.config import Settings
 from gateway.errors import PayloadTooLargeError, UnprocessableImageError, UnsupportedMediaTypeError
-from gateway.model_registry import ModelInfo
+from gateway.models.registry import ModelInfo
 
 
 def decode(

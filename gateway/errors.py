@@ -75,13 +75,13 @@ class GatewayTimeoutError(_Preset):
 
 
 class RequestTimeoutError(_Preset):
-    """The client's own request did not arrive in time (gateway/buffered.py)."""
+    """The client's own request did not arrive in time (gateway/server.py)."""
 
     STATUS, CODE = 408, "request_timeout"
 
 
 class BadHttpRequestError(_Preset):
-    """Unparsable HTTP (request line, headers, framing): answered by gateway/buffered.py."""
+    """Unparsable HTTP (request line, headers, framing): answered by gateway/server.py."""
 
     STATUS, CODE = 400, "bad_http_request"
 

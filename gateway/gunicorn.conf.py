@@ -1,6 +1,6 @@
 """gunicorn settings for the gateway, derived from CT_* (gateway/config.py); `python -m gateway`.
 
-Workers run uvicorn's event loop in front of a thread pool (gateway/buffered.py): requests mostly
+Workers run uvicorn's event loop in front of a thread pool (gateway/server.py): requests mostly
 wait on gRPC or a URL download, so threads overlap that waiting, and a request reaches a thread
 only once it has fully arrived. gRPC channels are created lazily inside each worker, after the fork.
 """
@@ -11,21 +11,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gateway import logs
 from gateway.config import PROMETHEUS_MULTIPROC_ENV as MULTIPROC_ENV
 from gateway.config import Settings
+from gateway.observability import logs
 
 _settings = Settings.from_env()
 
 bind = f"0.0.0.0:{_settings.port}"
 # uvicorn's event loop reads whole requests, then a thread pool of CT_THREADS runs the Flask app
-# (gateway/buffered.py): a stalled client costs a socket, not a thread.
-worker_class = "gateway.buffered.Worker"
+# (gateway/server.py): a stalled client costs a socket, not a thread.
+worker_class = "gateway.server.Worker"
 workers = _settings.workers
 proc_name = "ct-gateway"
 # The app is imported once, in the master, and forked: workers are up at once and share its
 # pages (Flask, gRPC, numpy, PIL) copy-on-write. Safe because nothing opens a gRPC channel at
-# import (each worker opens its own on first use, tfs_client.py) and PROMETHEUS_MULTIPROC_DIR
+# import (each worker opens its own on first use, tfs/client.py) and PROMETHEUS_MULTIPROC_DIR
 # is set below, while this file loads, before gunicorn loads the app and prometheus_client.
 preload_app = True
 # gunicorn's runtime control socket lives at one path per user ($HOME/.gunicorn): two gateways on a
@@ -87,7 +87,7 @@ def on_starting(server) -> None:
 
 
 def child_exit(server, worker) -> None:
-    from gateway.metrics import mark_process_dead
+    from gateway.observability.metrics import mark_process_dead
 
     mark_process_dead(worker.pid)
 

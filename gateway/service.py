@@ -1,7 +1,7 @@
 """The gateway's work behind the routes: predict, series, explain, list models, readiness.
 
 Decoding lives in gateway/decoding.py, the answer bodies in gateway/answers.py, a task's
-readiness in gateway/readiness.py; this class routes to a model version and calls the server.
+readiness in gateway/models/readiness.py; this class routes to a model version and calls the server.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway import answers, decoding, domain, metrics, series
-from gateway import tfs_api_pb2 as pb
+from gateway import answers, decoding, series
 from gateway.archive import Member
-from gateway.canary import LabelResolver, Router
 from gateway.config import Settings
 from gateway.errors import BadGatewayError, NotFoundError
-from gateway.model_registry import ModelInfo, ModelRegistry
-from gateway.readiness import readiness_of
-from gateway.tfs_client import TfsClient
+from gateway.models import domain
+from gateway.models.canary import LabelResolver, Router
+from gateway.models.readiness import readiness_of
+from gateway.models.registry import ModelInfo, ModelRegistry
+from gateway.observability import metrics
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.client import TfsClient
 
 
 class Gateway:

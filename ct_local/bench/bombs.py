@@ -182,7 +182,7 @@ def _answer(bomb: Bomb, settings: Any) -> tuple[int, str]:
     from gateway import archive, decoding
     from gateway.archive import Member
     from gateway.errors import ApiError
-    from gateway.model_registry import ModelInfo
+    from gateway.models.registry import ModelInfo
 
     info = ModelInfo("brain-stroke", 1, 128, 1, np.dtype("uint8"), ("Normal", "Stroke"), 0.5, 1)
     members = [Member(name, data) for name, data in bomb.files]

@@ -14,8 +14,8 @@ from ct_contract.preprocess import load_model_input
 from ct_local.bench.report import BATCH, TASK
 from ct_local.bench.timing import Tally, latency_stats, load, timed
 from gateway.config import Settings
-from gateway.model_registry import ModelRegistry
-from gateway.tfs_client import TfsClient
+from gateway.models.registry import ModelRegistry
+from gateway.tfs.client import TfsClient
 
 
 def bare_forward(version_dir: str, image: bytes, n1: int, n16: int) -> dict:

@@ -164,7 +164,7 @@ def out_of_domain_as_expected(model: dict, reply, golden: Golden, inputs: list[s
     refusals = golden.ood_refusals(task, threshold)
     if refusals:
         out = sum(refusals.get(what, False) for what in inputs)
-        # one image: refused when out; a series: when most slices are out (gateway/domain.py)
+        # one image: refused when out; a series: when most slices are out (gateway/models/domain.py)
         if not (out == 1 if len(inputs) == 1 else 2 * out > len(inputs)):
             raise SmokeError(
                 f"POST {url} -> refused as out of domain, not its golden answer: {body}"

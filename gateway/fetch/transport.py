@@ -28,7 +28,7 @@ from gateway.errors import (
 )
 from gateway.fetch.policy import checked_addresses, timed_out
 from gateway.fetch.url import IPAddress, Target, parse_url
-from gateway.logs import redact_url
+from gateway.observability.logs import redact_url
 
 log = logging.getLogger(__package__)  # "gateway.fetch", as before the package split
 

@@ -15,8 +15,8 @@ import yaml
 
 from ct_standin.rest import METRICS_PATH
 from gateway import config as gateway_config
-from gateway import metrics
 from gateway.app import create_app
+from gateway.observability import metrics
 from tests.deploy.dockerfiles import MODEL_SERVER, text_proto_values
 from tests.deploy.manifests import (
     NAMESPACE,
@@ -167,7 +167,7 @@ def test_alerts_use_only_names_the_gateway_and_the_cluster_define(objects):
     for alert in (r for g in rule["spec"]["groups"] for r in g["rules"]):
         expr = alert["expr"]
         for name in re.findall(r"\bct_gateway_\w+", expr):
-            assert name in exported, f"{alert['alert']}: gateway/metrics.py exports no {name}"
+            assert name in exported, f"{alert['alert']}: observability/metrics.py lacks {name}"
         for value in re.findall(r'namespace="([^"]+)"', expr):
             assert value == NAMESPACE
         for pattern in re.findall(r'job=~?"([^"]+)"', expr):

@@ -66,5 +66,5 @@ def test_a_built_wheel_holds_every_module(tmp_path):
         root = package_dir(package)
         for module in root.glob("*.py"):
             assert f"{package.replace('.', '/')}/{module.name}" in names, (package, module.name)
-    assert "gateway/static/index.html" in names
-    assert "gateway/protos/tfs_api.proto" in names
+    assert "gateway/web/static/index.html" in names
+    assert "gateway/tfs/protos/tfs_api.proto" in names

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from gateway import config as gateway_config
-from gateway import metrics
 from gateway.app import create_app
+from gateway.observability import metrics
 from tests.deploy.manifests import (
     KUBERNETES_VERSION,
     config_map,

@@ -18,7 +18,7 @@ from tests.deploy.dockerfiles import MODEL_SERVER, flags
 from tests.deploy.manifests import config_map, one
 from tests.fixtures.common import REPO
 
-# gRPC core's defaults, which gateway/tfs_client.py does not override (a test below checks):
+# gRPC core's defaults, which gateway/tfs/client.py does not override (a test below checks):
 # one DNS resolution per 30 s at most, and max_connection_age jittered by up to +10 %.
 DNS_MIN_TIME_BETWEEN_RESOLUTIONS_S = 30.0
 MAX_CONNECTION_AGE_JITTER = 0.10
@@ -76,7 +76,7 @@ def test_tf_serving_connection_age_is_what_the_drain_assumes():
 
 
 def test_the_gateway_keeps_grpc_cores_resolution_and_age_defaults():
-    source = (REPO / "gateway" / "tfs_client.py").read_text()
+    source = (REPO / "gateway" / "tfs" / "client.py").read_text()
     for arg in ("grpc.dns_min_time_between_resolutions_ms", "grpc.max_connection_age"):
         assert arg not in source, f"gateway sets {arg}: recompute the TF Serving drain"
 

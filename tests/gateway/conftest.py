@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway import fetch, logs
+from gateway import fetch
+from gateway.observability import logs
 from tests.gateway.ssrf_servers import (
     PUBLIC_STAND_IN,
     Route,

@@ -14,7 +14,7 @@ from PIL import Image
 from ct_contract import signatures as mc
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
-from gateway.tensors import make_ndarray
+from gateway.tfs.tensors import make_ndarray
 from tests.fixtures.common import PYTHON, REPO
 from tests.fixtures.gateway import FakeModel, json_body
 

@@ -293,7 +293,7 @@ def test_kube_auth_component_renders_onto_the_gateway(tmp_path):
 
 @pytest.mark.integration
 def test_auth_in_the_real_gateway_process(tokens_file):
-    """python -m gateway (gunicorn + gateway/buffered.py) keeps the 401 and its header."""
+    """python -m gateway (gunicorn + gateway/server.py) keeps the 401 and its header."""
     import urllib.error
     import urllib.request
 

@@ -1,4 +1,4 @@
-"""gateway/buffered.py as an ASGI app driven by hand: whole bodies, deadlines, caps, the environ."""
+"""gateway/server.py as an ASGI app driven by hand: whole bodies, deadlines, caps, the environ."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from gateway.buffered import BufferedWsgi, wsgi_environ
 from gateway.errors import UnauthorizedError
+from gateway.server import BufferedWsgi, wsgi_environ
 
 
 def echo_app(environ, start_response):

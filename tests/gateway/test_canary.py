@@ -17,15 +17,15 @@ import grpc
 import pytest
 
 from ct_local.smoke.inputs import multipart, synthetic_png
+from ct_local.standin import start_model_server
 from ct_standin.config import ModelConfig, VersionPolicy
 from ct_standin.errors import ServingError
 from ct_standin.registry import Registry
-from gateway.canary import LabelResolver, Router, parse_header
 from gateway.config import ConfigError, Settings
 from gateway.errors import BadGatewayError, ServiceUnavailableError
+from gateway.models.canary import LabelResolver, Router, parse_header
 from tests.fixtures.common import TINY_MODELS, export_tiny_model
 from tests.fixtures.gateway import running_gateway
-from tests.fixtures.model_server import start_model_server
 
 # ----------------------------------------------------------------------------- router, header
 

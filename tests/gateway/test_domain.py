@@ -1,4 +1,4 @@
-"""Out-of-domain refusal (gateway/domain.py) in-process against the fake model server: DICOM
+"""Out-of-domain refusal (gateway/models/domain.py) in-process against the fake model server: DICOM
 Modality/BodyPartExamined against the model's declared domain, the model's ood_score against its
 threshold, and series with some or most slices out of domain."""
 
@@ -14,7 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from ct_contract import signatures as mc
-from gateway import description
+from gateway.models import info_json
 from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body
 from tests.gateway.test_series import STROKE_INFO, brightness_score, grey_png, make_client
 
@@ -158,5 +158,5 @@ def test_models_list_shows_the_domain(client):
 )
 def test_a_malformed_domain_makes_the_description_invalid(domain):
     text = json.dumps({mc.INFO_DOMAIN: domain})
-    with pytest.raises(description.DescriptionError):
-        description.parse(text, ("Normal", "Stroke"), True)
+    with pytest.raises(info_json.DescriptionError):
+        info_json.parse(text, ("Normal", "Stroke"), True)

@@ -1,4 +1,4 @@
-"""gateway/tfs_client.py and gateway/model_registry.py against an in-process fake model server."""
+"""gateway/tfs/client.py and gateway/models/registry.py against an in-process fake model server."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from ct_contract import signatures as mc
-from gateway import tfs_api_pb2 as pb
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.model_registry import (
+from gateway.models.registry import (
     ModelContractError,
     ModelRegistry,
     parse_input,
     signature_defs,
 )
-from gateway.tensors import make_ndarray
-from gateway.tfs_client import TfsClient
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.client import TfsClient
+from gateway.tfs.tensors import make_ndarray
 from tests.fixtures.gateway import FakeModel
 
 # Every gRPC failure code and the HTTP status the gateway answers with.

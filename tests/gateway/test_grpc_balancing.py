@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from ct_contract import signatures as mc
+from ct_local.standin import ModelServer, start_model_server
 from ct_standin.rest import METRICS_PATH
 from gateway.config import Settings
 from gateway.service import Gateway
-from gateway.tfs_client import TfsClient
+from gateway.tfs.client import TfsClient
 from tests.fixtures.common import TINY_MODELS
-from tests.fixtures.model_server import ModelServer, start_model_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

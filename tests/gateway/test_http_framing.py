@@ -1,4 +1,4 @@
-"""HTTP framing against the real gateway process (gunicorn + gateway/buffered.py) on loopback:
+"""HTTP framing against the real gateway process (gunicorn + gateway/server.py) on loopback:
 the request-head deadline (CT_HEADER_TIMEOUT_S), Content-Length with Transfer-Encoding refused
 and the connection closed (no smuggled request answered), and a fuzz test of framing: never a
 500, never a hang, conflicting framing refused."""

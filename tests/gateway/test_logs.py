@@ -1,4 +1,4 @@
-"""gateway.logs: JSON lines, request ids, URL redaction; gateway.observe's access line."""
+"""gateway.observability.logs: JSON lines, request ids, URL redaction; flask_hook's access line."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import re
 import pytest
 from flask import Flask
 
-from gateway import logs, observe
 from gateway.config import Settings
+from gateway.observability import flask_hook, logs
 
 
 def lines(stream: io.StringIO) -> list[dict]:
@@ -116,7 +116,7 @@ def test_redact_url_shortens_long_paths() -> None:
 
 def test_flask_hooks_set_and_log_the_request_id(captured) -> None:
     app = Flask("t")
-    observe.init_app(app, Settings(models=("brain-stroke",), default_task="brain-stroke"))
+    flask_hook.init_app(app, Settings(models=("brain-stroke",), default_task="brain-stroke"))
 
     @app.get("/v1/models/<task>")
     def show(task: str):

@@ -1,4 +1,4 @@
-"""gateway.observe: one record per request feeds both the access log line and the metrics."""
+"""observability.flask_hook: one record per request feeds the access log line and the metrics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 from flask import Flask
 
-from gateway import metrics, observe
 from gateway.config import Settings
+from gateway.observability import flask_hook, metrics
 
 SETTINGS = Settings(models=("brain-stroke",), default_task="brain-stroke")
 
@@ -29,7 +29,7 @@ def test_the_access_line_and_the_counter_come_from_one_record(
     captured, route, path, logged_task, label
 ) -> None:
     app = Flask("observe-test")
-    observe.init_app(app, SETTINGS)
+    flask_hook.init_app(app, SETTINGS)
     app.add_url_rule(route, "view", lambda **_: ("", 204), methods=["GET"])
     before = count(route, label, "204")
     in_flight = metrics.IN_FLIGHT._value.get()
@@ -41,5 +41,5 @@ def test_the_access_line_and_the_counter_come_from_one_record(
 
 
 def test_unmatched_routes_share_one_label() -> None:
-    assert observe.task_label("unmatched", None, SETTINGS) == ""
-    assert observe.task_label("/predict", None, SETTINGS) == "brain-stroke"
+    assert flask_hook.task_label("unmatched", None, SETTINGS) == ""
+    assert flask_hook.task_label("/predict", None, SETTINGS) == "brain-stroke"

@@ -10,10 +10,10 @@ import pytest
 import schemathesis
 from PIL import Image
 
-from gateway import openapi
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
-from gateway.domain import OutOfDomainError
+from gateway.models.domain import OutOfDomainError
+from gateway.web import openapi
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

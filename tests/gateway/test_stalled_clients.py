@@ -1,4 +1,4 @@
-"""Slow and stalled clients against the real gateway (gunicorn + gateway/buffered.py): a stalled
+"""Slow and stalled clients against the real gateway (gunicorn + gateway/server.py): a stalled
 upload costs a socket, not a thread; it gets a JSON 408 when its time is up; everyone else is
 answered meanwhile, /healthz and /readyz included."""
 

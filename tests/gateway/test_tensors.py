@@ -1,12 +1,12 @@
-"""gateway/tensors.py: numpy <-> TensorProto in both encodings TF Serving uses."""
+"""gateway/tfs/tensors.py: numpy <-> TensorProto in both encodings TF Serving uses."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gateway import tfs_api_pb2 as pb
-from gateway.tensors import TensorError, make_ndarray, make_tensor_proto
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.tensors import TensorError, make_ndarray, make_tensor_proto
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from google.protobuf import any_pb2
 
-from gateway import tfs_api_pb2 as ours
+from gateway.tfs import tfs_api_pb2 as ours
 from tests.fixtures.common import REPO
 
 tf = pytest.importorskip("tensorflow")
@@ -93,18 +93,18 @@ def test_metadata_and_status_parse():
 
 
 def test_generated_module_is_current(tmp_path):
-    """`make protos` output must match the committed gateway/tfs_api_pb2.py."""
+    """`make protos` output must match the committed gateway/tfs/tfs_api_pb2.py."""
     pytest.importorskip("grpc_tools")
     subprocess.run(
         [
             sys.executable,
             "-m",
             "grpc_tools.protoc",
-            f"-I{REPO / 'gateway/protos'}",
+            f"-I{REPO / 'gateway/tfs/protos'}",
             f"--python_out={tmp_path}",
-            str(REPO / "gateway/protos/tfs_api.proto"),
+            str(REPO / "gateway/tfs/protos/tfs_api.proto"),
         ],
         check=True,
     )
     fresh = (tmp_path / "tfs_api_pb2.py").read_text()
-    assert fresh == (REPO / "gateway/tfs_api_pb2.py").read_text(), "run `make protos`"
+    assert fresh == (REPO / "gateway/tfs/tfs_api_pb2.py").read_text(), "run `make protos`"

@@ -1,6 +1,6 @@
-"""GET / and its static files (gateway/webpage.py, gateway/static/): headers, CSP, caching, and a
-page that needs nothing from another origin and nothing the CSP forbids. Flask's test client only;
-tests/integration/test_browser.py runs the page in a real browser against the real stack."""
+"""GET / and its static files (gateway/web/page.py, gateway/web/static/): headers, CSP, caching,
+and a page that needs nothing from another origin and nothing the CSP forbids. Flask's test client
+only; tests/integration/test_browser.py runs the page in a real browser against the real stack."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from gateway import webpage
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.web import page
 
-STATIC = webpage.STATIC_DIR
+STATIC = page.STATIC_DIR
 EXPECTED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -72,7 +72,7 @@ def test_page_has_the_security_headers(client):
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     assert response.headers["Content-Security-Policy"] == EXPECTED_CSP
-    assert webpage.CONTENT_SECURITY_POLICY == EXPECTED_CSP
+    assert page.CONTENT_SECURITY_POLICY == EXPECTED_CSP
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["X-Frame-Options"] == "DENY"
@@ -92,12 +92,12 @@ def test_page_is_revalidated_with_its_etag(client):
 def test_page_links_versioned_assets_that_are_served_immutable(client):
     html = client.get("/").get_data(as_text=True)
     links = linked_assets(html)
-    assert {urlsplit(link).path for link in links} == {f"/static/{a}" for a in webpage.ASSETS}
+    assert {urlsplit(link).path for link in links} == {f"/static/{a}" for a in page.ASSETS}
     types = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
     for link in links:
         url = urlsplit(link)
         name = url.path.rsplit("/", 1)[-1]
-        assert parse_qs(url.query)["v"] == [webpage.asset_versions()[name]]
+        assert parse_qs(url.query)["v"] == [page.asset_versions()[name]]
         response = client.get(link)
         assert response.status_code == 200, link
         assert response.mimetype == types[name]
@@ -141,7 +141,7 @@ def test_page_has_no_inline_script_style_or_handlers(client):
             assert not (value or "").strip().lower().startswith("javascript:")
 
 
-@pytest.mark.parametrize("name", [webpage.INDEX_FILE, *webpage.ASSETS])
+@pytest.mark.parametrize("name", [page.INDEX_FILE, *page.ASSETS])
 def test_static_files_name_no_external_url(name):
     text = (STATIC / name).read_text(encoding="utf-8")
     for namespace in NAMESPACES:
@@ -198,8 +198,8 @@ def test_each_hidden_file_input_comes_right_before_its_own_label(client):
 
 
 def test_render_index_refuses_an_unknown_asset(tmp_path):
-    for name in webpage.ASSETS:
+    for name in page.ASSETS:
         (tmp_path / name).write_text("x")
-    (tmp_path / webpage.INDEX_FILE).write_text('<script src="{{asset:other.js}}"></script>')
-    with pytest.raises(ValueError, match="not in webpage.ASSETS"):
-        webpage.render_index(tmp_path)
+    (tmp_path / page.INDEX_FILE).write_text('<script src="{{asset:other.js}}"></script>')
+    with pytest.raises(ValueError, match="not in page.ASSETS"):
+        page.render_index(tmp_path)

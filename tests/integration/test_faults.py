@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from ct_local.standin import ModelServer, start_model_server
 from gateway.config import Settings
 from gateway.errors import ApiError
-from gateway.tfs_client import RECONNECT_INTERVAL_S, TfsClient
+from gateway.tfs.client import RECONNECT_INTERVAL_S, TfsClient
 from tests.fixtures.gateway import FakeModel, FakeModelServer, http_status, running_gateway
-from tests.fixtures.model_server import ModelServer, start_model_server
 from tests.integration.fault_load import (
     CLIENT_TIMEOUT_S,
     DEADLINE_S,

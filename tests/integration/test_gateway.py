@@ -20,9 +20,9 @@ import pytest
 from ct_contract import signatures as mc
 from ct_contract.preprocess import load_model_input
 from gateway.config import Settings
-from gateway.model_registry import ModelRegistry
-from gateway.tensors import make_ndarray
-from gateway.tfs_client import TfsClient
+from gateway.models.registry import ModelRegistry
+from gateway.tfs.client import TfsClient
+from gateway.tfs.tensors import make_ndarray
 from tests.fixtures.common import PYTHON, REPO, TINY_MODELS, free_port
 from tests.fixtures.gateway import running_gateway
 from tests.integration.http_helpers import post_file, post_json, predict_url, request

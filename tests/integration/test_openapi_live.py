@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from gateway import openapi
+from gateway.web import openapi
 from tests.fixtures.gateway import TINY_TASKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

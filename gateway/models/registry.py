@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway import tfs_api_pb2 as pb
-from gateway.description import Description, DescriptionError
-from gateway.description import parse as _parse_json
 from gateway.errors import BadGatewayError
-from gateway.tensors import TensorError, make_ndarray, numpy_dtype
-from gateway.tfs_client import TfsClient
+from gateway.models.info_json import Description, DescriptionError
+from gateway.models.info_json import parse as _parse_json
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.client import TfsClient
+from gateway.tfs.tensors import TensorError, make_ndarray, numpy_dtype
 
 SIGNATURE_DEF_MAP_TYPE = "tensorflow.serving.SignatureDefMap"
 _MAX_VERSIONS_KEPT = 8  # per task, in the by-version cache

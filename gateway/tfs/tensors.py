@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway import tfs_api_pb2 as pb
+from gateway.tfs import tfs_api_pb2 as pb
 
 
 class TensorError(ValueError):

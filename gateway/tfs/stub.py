@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from gateway import tfs_api_pb2 as pb
+from gateway.tfs import tfs_api_pb2 as pb
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"

@@ -1,6 +1,6 @@
 """The gateway's OpenAPI 3.1 document, served at GET /openapi.json.
 
-Written next to the routes (gateway/app.py, gateway/webpage.py) and kept honest by tests:
+Written next to the routes (gateway/app.py, gateway/web/page.py) and kept honest by tests:
 tests/gateway/test_openapi.py checks every Flask route is documented and every documented one
 exists; tests/integration/test_openapi_live.py runs schemathesis against a live gateway.
 """
@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from importlib import metadata
 
-from gateway import openapi_schemas as s
+from gateway.web import openapi_schemas as s
 
 JSON = "application/json"
 # Every status an image route may answer, with the codes README's error table explains.

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, g, request
 
-from gateway import logs, metrics
 from gateway.config import Settings
+from gateway.observability import logs, metrics
 
 _access = logging.getLogger("gateway.access")
 

@@ -1,6 +1,6 @@
 """Structured logging: one JSON object per line, request ids, URL redaction.
 
-Wiring (gateway/app.py): call `configure(settings.log_level)` once; gateway/observe.py binds each
+Wiring (gateway/app.py): call `configure(settings.log_level)` once; flask_hook.py binds each
 request's id, so every log line written while a request is handled carries it, and writes the one
 access line each request ends with (method, path, status, latency_ms, task).
 """

@@ -1,9 +1,9 @@
 """The web page for a person (GET /): pick a task, drop images or a DICOM series, see the verdict.
 
-The page is three static files in gateway/static/ (index.html, app.js, style.css; no framework, no
-external URL) that call the gateway's own JSON API from the browser, so it works offline and needs
-no separate front-end server. Security headers: a strict Content-Security-Policy (no inline script
-or style, nothing from another origin), nosniff, no referrer, no framing.
+The page is three static files in gateway/web/static/ (index.html, app.js, style.css; no framework,
+no external URL) that call the gateway's own JSON API from the browser, so it works offline and
+needs no separate front-end server. Security headers: a strict Content-Security-Policy (no inline
+script or style, nothing from another origin), nosniff, no referrer, no framing.
 
 Caching: `/` is `no-cache` (always revalidated), and it links the assets with `?v=<content hash>`,
 so a versioned asset URL is immutable and cached for a year; an asset asked for without the current
@@ -44,7 +44,7 @@ PAGE_CACHE = "no-cache"  # revalidate the page every time: it names the current 
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 REVALIDATE_CACHE = "no-cache"
 PAGE_ENDPOINT = "webpage_index"
-STATIC_ENDPOINT = "static"  # Flask's own static route: gateway/static/ at /static/
+STATIC_ENDPOINT = "static"  # Flask's own static route: gateway/web/static/ at /static/
 
 
 def asset_versions(static_dir: Path = STATIC_DIR) -> dict[str, str]:
@@ -61,12 +61,12 @@ def render_index(static_dir: Path = STATIC_DIR) -> tuple[str, dict[str, str]]:
     for name, version in versions.items():
         html = html.replace(f"{{{{asset:{name}}}}}", f"/static/{name}?v={version}")
     if "{{asset:" in html:
-        raise ValueError(f"{INDEX_FILE} links an asset that is not in webpage.ASSETS")
+        raise ValueError(f"{INDEX_FILE} links an asset that is not in page.ASSETS")
     return html, versions
 
 
 def init_app(app: Flask) -> None:
-    """Register GET / and the page's headers on `app` (whose static folder is gateway/static)."""
+    """Register GET / and the page's headers on `app` (static folder: gateway/web/static)."""
     html, versions = render_index()
     page = html.encode("utf-8")
 

@@ -2,7 +2,7 @@
 
 Under gunicorn's thread workers a client that sends headers and part of a body, then stalls, holds
 a worker thread until the worker timeout: a dozen such connections took the gateway down,
-/healthz included. Here uvicorn's event loop (gunicorn worker `gateway.buffered.Worker`) reads the
+/healthz included. Here uvicorn's event loop (gunicorn worker `gateway.server.Worker`) reads the
 request, and `BufferedWsgi` awaits its whole body under a deadline (408) and a size cap (413)
 before handing it to a thread pool: a stalled client costs a socket and a coroutine, not a thread.
 /healthz is answered in the loop itself, and /readyz and /metrics run on a pool of their own, so
@@ -26,8 +26,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
 
-from gateway import logs
 from gateway.errors import ApiError, BadHttpRequestError, PayloadTooLargeError, RequestTimeoutError
+from gateway.observability import logs
 
 HEALTH_PATH = "/healthz"
 SIDE_PATHS = ("/readyz", "/metrics")  # cheap and must answer while the request pool is busy
@@ -304,7 +304,7 @@ class Worker(UvicornWorker):
     CONFIG_KWARGS = {
         "interface": "asgi3",
         "loop": "asyncio",
-        "http": "gateway.buffered:JsonErrorsH11Protocol",
+        "http": "gateway.server:JsonErrorsH11Protocol",
         "lifespan": "on",
         "access_log": False,
         "proxy_headers": False,

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 import grpc
 import numpy as np
 
-from gateway import metrics
-from gateway import tfs_api_pb2 as pb
 from gateway.config import Settings
 from gateway.errors import (
     ApiError,
@@ -27,8 +25,10 @@ from gateway.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from gateway.tensors import make_tensor_proto
-from gateway.tfs_stub import ModelServiceStub, PredictionServiceStub
+from gateway.observability import metrics
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.stub import ModelServiceStub, PredictionServiceStub
+from gateway.tfs.tensors import make_tensor_proto
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RETRY_DELAY_S = 0.1

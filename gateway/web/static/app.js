@@ -1,4 +1,4 @@
-// ct-triage web page: plain JavaScript, no framework, no external URL (see gateway/webpage.py).
+// ct-triage web page: plain JavaScript, no framework, no external URL (see gateway/web/page.py).
 // It calls the gateway's own JSON API: GET /v1/models, POST /v1/models/<task>:explain (one image),
 // POST /v1/models/<task>:predict_series?explain=top|<index> (the slices of one scan, or a .zip).
 // Text goes into the page through textContent only: nothing the server or a file name says is

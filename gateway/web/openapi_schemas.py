@@ -1,7 +1,7 @@
-"""The JSON Schemas of the gateway's bodies (OpenAPI 3.1 components; gateway/openapi.py uses them).
+"""The JSON Schemas of the gateway's bodies (OpenAPI 3.1 components; openapi.py uses them).
 
-They follow what gateway/answers.py, gateway/domain.py, gateway/errors.py and
-gateway/model_registry.py build. Objects stay open (more keys may come); the keys every answer
+They follow what gateway/answers.py, gateway/models/domain.py, gateway/errors.py and
+gateway/models/registry.py build. Objects stay open (more keys may come); the keys every answer
 has are required.
 """
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from ct_contract import signatures as mc
 from ct_contract.slices import SliceMeta
-from gateway import tfs_api_pb2 as pb
 from gateway.errors import ApiError
-from gateway.model_registry import ModelContractError, ModelInfo
-from gateway.tensors import TensorError, make_ndarray
+from gateway.models.registry import ModelContractError, ModelInfo
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.tensors import TensorError, make_ndarray
 
 MIN_IN_DOMAIN_SHARE = 0.5  # a series needs at least this share of in-domain slices
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from gateway import tfs_api_pb2 as pb
 from gateway.errors import ApiError
-from gateway.model_registry import ModelRegistry
-from gateway.tfs_client import TfsClient
+from gateway.models.registry import ModelRegistry
+from gateway.tfs import tfs_api_pb2 as pb
+from gateway.tfs.client import TfsClient
 
 
 def task_readiness(client: TfsClient, registry: ModelRegistry, task: str) -> dict:

@@ -1,0 +1,1 @@
+"""The web page (page.py, static/) and the API contract document (openapi.py)."""
