@@ -3,7 +3,7 @@
 Every setting is an environment variable CT_*, declared once on its Settings field (`_env(...)`:
 default, variable, parser, check). `Settings.from_env` validates all of them at start-up and raises
 ConfigError naming the variable, so a bad value never reaches a request; `environment()` lists them
-(README's configuration table is tested against it).
+(docs/operations.md's configuration table is tested against it).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from importlib import metadata
 from gateway.web import openapi_schemas as s
 
 JSON = "application/json"
-# Every status an image route may answer, with the codes README's error table explains.
+# Every status an image route may answer, with the codes docs/api.md's error table explains.
 IMAGE_ERRORS = {
     "400": "malformed request: bad_request, malformed_json, empty_image, bad_b64, missing_field, "
     "url_invalid, url_forbidden, bad_explain",

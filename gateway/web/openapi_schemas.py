@@ -42,8 +42,8 @@ ERROR = _object(
                 "out_of_domain_slices": INTEGER,
                 "slices": INTEGER,
             },
-            "`code` is machine-readable (README's error table); out_of_domain adds the score and "
-            "threshold, or the DICOM modality/body part that is not the model's",
+            "`code` is machine-readable (docs/api.md's error table); out_of_domain adds the score "
+            "and threshold, or the DICOM modality/body part that is not the model's",
         )
     }
 )
