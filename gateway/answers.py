@@ -1,18 +1,37 @@
-"""The JSON answers: what a model's Predict response says, as the API's predict/series bodies."""
+"""The JSON answers: what a model's Predict response says, as the API's predict/series bodies.
+
+An explanation's heatmap (float [h, w] in [0, 1], a coarse grid from the explain signature) is
+resized to the model's input, coloured and alpha-blended over that input: the letterboxed pixels
+the model saw, so a hot spot sits exactly where the model looked (a PNG, Pillow and numpy only).
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from ct_contract import signatures as mc
-from gateway import heatmap, series
+from gateway import series
 from gateway.errors import BadRequestError, NotFoundError
 from gateway.models import domain
 from gateway.models.registry import ModelContractError, ModelInfo
 from gateway.tfs import tfs_api_pb2 as pb
 from gateway.tfs.tensors import TensorError, make_ndarray
+
+MIN_SIDE = 256  # small model inputs are enlarged so a person can see the heatmap overlay
+MAX_ALPHA = 0.6
+# A perceptually ordered ramp (dark blue -> red -> yellow): (position, (r, g, b)).
+_RAMP = (
+    (0.0, (0, 0, 96)),
+    (0.35, (64, 0, 160)),
+    (0.6, (220, 40, 40)),
+    (0.85, (255, 160, 0)),
+    (1.0, (255, 255, 160)),
+)
 
 
 def probabilities(response: pb.PredictResponse, info: ModelInfo, batch: int) -> np.ndarray:
@@ -42,11 +61,43 @@ def explanation(response: pb.PredictResponse, info: ModelInfo, pixels: np.ndarra
     label_index = int(cls[row])
     if not 0 <= label_index < len(info.labels):
         raise ModelContractError(f"{mc.HEATMAP_CLASS_KEY!r} {label_index} is not a label index")
-    try:
-        png = heatmap.overlay_png_b64(pixels, heat[row])
-    except heatmap.HeatmapError as exc:
-        raise ModelContractError(str(exc)) from None
+    png = overlay_png_b64(pixels, heat[row])
     return {"heatmap_png": png, "heatmap_label": info.labels[label_index]}
+
+
+def colourise(heat: np.ndarray) -> np.ndarray:
+    """[h, w] in [0, 1] -> uint8 [h, w, 3] along the ramp."""
+    positions = np.array([p for p, _ in _RAMP])
+    colours = np.array([c for _, c in _RAMP], dtype=np.float64)
+    channels = [np.interp(heat, positions, colours[:, k]) for k in range(3)]
+    return np.clip(np.round(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
+
+
+def overlay(pixels: np.ndarray, heat: np.ndarray) -> Image.Image:
+    """The model input (uint8 [S, S, 1|3]) with `heat` blended over it, as an RGB image;
+    ModelContractError unless `heat` is a finite 2-D map."""
+    heat = np.asarray(heat, dtype=np.float64)
+    if heat.ndim != 2 or heat.size == 0 or not np.all(np.isfinite(heat)):
+        raise ModelContractError(f"heatmap must be a finite 2-D map, got shape {heat.shape}")
+    heat = np.clip(heat, 0.0, 1.0)
+    base = Image.fromarray(
+        np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    )
+    base = base.convert("RGB")
+    side = max(MIN_SIDE, base.width)
+    base = base.resize((side, side), Image.Resampling.BILINEAR)
+    heat_img = Image.fromarray(np.round(heat * 255).astype(np.uint8), "L")
+    heat_big = np.asarray(heat_img.resize((side, side), Image.Resampling.BILINEAR)) / 255.0
+    alpha = (heat_big * MAX_ALPHA)[..., np.newaxis]
+    blended = np.asarray(base, dtype=np.float64) * (1 - alpha) + colourise(heat_big) * alpha
+    return Image.fromarray(np.clip(np.round(blended), 0, 255).astype(np.uint8), "RGB")
+
+
+def overlay_png_b64(pixels: np.ndarray, heat: np.ndarray) -> str:
+    """`overlay` encoded as a base64 PNG string (for JSON)."""
+    buffer = io.BytesIO()
+    overlay(pixels, heat).save(buffer, format="PNG", optimize=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def not_explainable(info: ModelInfo) -> NotFoundError:
@@ -181,3 +232,12 @@ def scan_verdict(info: ModelInfo, probs: np.ndarray) -> dict:
     }
     verdict.update(finding_of(info, mean))
     return verdict
+
+
+def seed_answer(body: dict, positive_label: str | None) -> dict:
+    """The seed clients read {"stroke": true|false}: a binary default task's answer also carries
+    its positive label, lower-cased, as a key (unless that would overwrite a key of the answer)."""
+    key = positive_label.lower() if positive_label else None
+    if "positive" in body and key and key not in body:
+        return {**body, key: body["positive"]}
+    return body

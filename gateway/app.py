@@ -8,7 +8,7 @@ import socket
 from flask import Flask, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from gateway import auth, intake
+from gateway import answers, auth, intake
 from gateway.config import ConfigError, Settings
 from gateway.errors import ApiError, ServiceUnavailableError, register_error_handlers
 from gateway.models import canary
@@ -105,7 +105,9 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
     def predict_default():
         image = intake.read_image(request, settings, intake.ALIAS_FIELDS)
         body = gateway.predict(settings.default_task, image, canary=_canary())
-        return jsonify(seed_answer(body, gateway.model(settings.default_task)["positive_label"]))
+        return jsonify(
+            answers.seed_answer(body, gateway.model(settings.default_task)["positive_label"])
+        )
 
     @app.get("/v1/models")
     def list_models():
@@ -153,12 +155,3 @@ def _allow_series_body(settings: Settings) -> None:
     """A series may be larger than one image: raise this request's body and form-part caps."""
     request.max_content_length = settings.max_series_bytes + 1  # see gateway/intake.py
     request.max_form_parts = 2 * settings.max_series_slices + 16
-
-
-def seed_answer(body: dict, positive_label: str | None) -> dict:
-    """The seed clients read {"stroke": true|false}: a binary default task's answer also carries
-    its positive label, lower-cased, as a key (unless that would overwrite a key of the answer)."""
-    key = positive_label.lower() if positive_label else None
-    if "positive" in body and key and key not in body:
-        return {**body, key: body["positive"]}
-    return body

@@ -1,7 +1,8 @@
 """The gateway's work behind the routes: predict, series, explain, list models, readiness.
 
-Decoding lives in gateway/decoding.py, the answer bodies in gateway/answers.py, a task's
-readiness in gateway/models/readiness.py; this class routes to a model version and calls the server.
+Decoding lives in gateway/decoding.py, the answer bodies in gateway/answers.py, what the models
+are (and whether they are ready) in gateway/models/registry.py; this class routes to a model version
+and calls the server.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from gateway.config import Settings
 from gateway.errors import BadGatewayError, NotFoundError
 from gateway.models import domain
 from gateway.models.canary import LabelResolver, Router
-from gateway.models.readiness import readiness_of
 from gateway.models.registry import ModelInfo, ModelRegistry
 from gateway.observability import metrics
 from gateway.tfs import tfs_api_pb2 as pb
@@ -159,7 +159,5 @@ class Gateway:
 
     def readiness(self) -> tuple[bool, dict[str, dict]]:
         """(ready, per-task state): ready when every model has an AVAILABLE, usable version."""
-        states = readiness_of(
-            self.client, self.registry, self.settings.models, self.settings.grpc_deadline_s
-        )
+        states = self.registry.readiness(self.settings.models, self.settings.grpc_deadline_s)
         return all(s["ready"] for s in states.values()), states

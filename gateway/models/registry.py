@@ -4,20 +4,22 @@ Per task: GetModelMetadata gives the `serving_default` signature (input size, ch
 one Predict on the `model_info` signature gives labels, threshold and positive index. The result is
 cached per task for CT_METADATA_TTL_S, and per (task, version) for good (versions are immutable),
 so a Predict answered by another version (a rollout, pods on different versions) is still labelled
-with that version's own labels.
+with that version's own labels. The registry also says whether each task can answer (/readyz): an
+AVAILABLE version on the model server whose model info it can load.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway.errors import BadGatewayError
+from gateway.errors import ApiError, BadGatewayError
 from gateway.models.info_json import Description, DescriptionError
 from gateway.models.info_json import parse as _parse_json
 from gateway.tfs import tfs_api_pb2 as pb
@@ -239,6 +241,43 @@ class ModelRegistry:
         )
         self._store(info, current=version is None)
         return info
+
+    def task_readiness(self, task: str) -> dict:
+        """{"ready": bool, ...}: the version and available versions, or why it is not ready."""
+        try:
+            status = self._client.status(task)
+        except ApiError as error:
+            return {"ready": False, "reason": error.message}
+        states = status.model_version_status
+        available = sorted(v.version for v in states if v.state == pb.ModelVersionStatus.AVAILABLE)
+        if not available:
+            named = [f"v{v.version} {pb.ModelVersionStatus.State.Name(v.state)}" for v in states]
+            return {
+                "ready": False,
+                "reason": f"no AVAILABLE version ({', '.join(named) or 'none'})",
+            }
+        try:
+            version = self.get(task).version
+        except ApiError as error:
+            return {"ready": False, "reason": error.message, "available_versions": available}
+        return {"ready": True, "version": version, "available_versions": available}
+
+    def readiness(self, tasks: Sequence[str], deadline_s: float) -> dict[str, dict]:
+        """task_readiness of every task, asked at once and waited for `deadline_s` in all (one gRPC
+        deadline), however many tasks and calls each takes: a frozen model server must not hold
+        /readyz for a deadline per call. A task still waiting then is not ready; its calls end on
+        their own deadlines, in threads nobody waits for."""
+        pool = ThreadPoolExecutor(max(1, len(tasks)), thread_name_prefix="ct-readiness")
+        try:
+            futures = {task: pool.submit(self.task_readiness, task) for task in tasks}
+            wait(futures.values(), timeout=deadline_s)
+        finally:
+            pool.shutdown(wait=False)
+        late = f"the model server did not answer within {deadline_s:g} s"
+        return {
+            task: future.result() if future.done() else {"ready": False, "reason": late}
+            for task, future in futures.items()
+        }
 
     def _store(self, info: ModelInfo, current: bool) -> None:
         with self._lock:
