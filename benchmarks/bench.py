@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench.py --out /tmp/bench --duration 5 --record
 
 With the committed brain-stroke model (latest version under model-server/models) and a real
-650 px JPEG (../shared/samples/brain-stroke_normal.jpg) it measures, in this order:
+650 px JPEG (docs/samples/brain-stroke_normal.jpg) it measures, in this order:
 
 1. the bare forward pass: tf.saved_model.load of the version, `serving_default` on the
    preprocessed uint8 input, batch 1 (latency) and batch 16 (images/s); in a child process that

@@ -10,5 +10,5 @@ MODEL_SERVER_DIR = REPO / "model-server"
 MODELS_ROOT = MODEL_SERVER_DIR / "models"  # the committed models (the image's /models)
 MODELS_CONFIG = MODEL_SERVER_DIR / "models.config"
 SHARED = Path(os.environ.get("CT_SHARED_DIR", REPO.parent / "shared"))
-SAMPLES = REPO / "docs" / "samples"  # the public samples of ../shared/samples, committed
+SAMPLES = REPO / "docs" / "samples"  # public sample pictures, committed
 DATASETS = SHARED / "datasets"
