@@ -14,6 +14,6 @@ if os.environ.get("CT_HYPOTHESIS_PROFILE"):
 
 pytest_plugins = [
     "tests.fixtures.common",
-    "tests.fixtures.model_server",
+    "tests.fixtures.standin",
     "tests.fixtures.gateway",
 ]

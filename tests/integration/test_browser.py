@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.gateway import running_gateway
-from tests.fixtures.model_server import committed_models_config, serving
+from tests.fixtures.standin import committed_models_config, serving
 from tests.integration.browser_page import (
     ANSWER_TIMEOUT_MS,
     CHROMIUM_ARGS,

@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 
 from ct_local.paths import MODELS_ROOT, SAMPLES
 from tests.fixtures.gateway import running_gateway
-from tests.fixtures.model_server import committed_models_config, serving
+from tests.fixtures.standin import committed_models_config, serving
 from tests.integration.http_helpers import multipart, predict_url, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

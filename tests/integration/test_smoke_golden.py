@@ -18,8 +18,8 @@ from ct_local.smoke.golden import GOLDEN_FILE, Golden, load_golden, newest_versi
 from ct_local.smoke.inputs import smoke_inputs
 from tests.fixtures.common import REPO
 from tests.fixtures.gateway import running_gateway
-from tests.fixtures.model_server import committed_models_config, serving
 from tests.fixtures.smoke import run_smoke
+from tests.fixtures.standin import committed_models_config, serving
 
 MODELS = MODELS_ROOT
 

@@ -158,8 +158,8 @@ def _queued_requests(url: str) -> int:
 
 @pytest.mark.integration
 def test_sigterm_runs_queued_requests_and_exits(tiny_models_config, tmp_path):
+    from ct_local.standin import standin_command, start_model_server
     from tests.fixtures.common import free_port
-    from tests.fixtures.model_server import standin_command, start_model_server
 
     batching = tmp_path / "batching.config"
     batching.write_text(

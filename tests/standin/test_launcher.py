@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ct_local.standin import start_model_server
 from ct_standin.config import GRPC_PORT, REST_PORT, load_models
 from tests.fixtures.common import PYTHON, REPO, TINY_MODELS, free_port
-from tests.fixtures.model_server import start_model_server
 
 LAUNCHER = [PYTHON, "-m", "ct_local.cli", "model-server"]
 FAKE_BINARY = """#!/bin/sh

@@ -16,8 +16,8 @@ import pytest
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from ct_contract import signatures as mc
+from ct_local.standin import standin_command, start_model_server
 from tests.fixtures.common import free_port, write_models_config
-from tests.fixtures.model_server import standin_command, start_model_server
 from tests.standin.grpc_requests import (
     AVAILABLE,
     END,

@@ -12,8 +12,8 @@ import pytest
 
 from ct_contract import signatures as mc
 from ct_contract.preprocess import load_model_input
+from ct_local.standin import start_model_server
 from tests.fixtures.common import REPO, write_models_config
-from tests.fixtures.model_server import start_model_server
 from tests.training.spine_data import kaggle_spine_folder, tiny_spine_training
 from training.tasks import get_task
 
