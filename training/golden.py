@@ -52,7 +52,7 @@ def golden(version_dir: Path, task: str, version: int) -> dict:
     out = {
         "task": task,
         "version": version,
-        "note": "written by python -m training.golden: scripts/smoke.py's expected answers",
+        "note": "written by python -m training.golden: ct-triage smoke's expected answers",
         "predict": probabilities(answers["predict"]),
         "series": {name: probabilities(answers[name]) for name, _ in files},
     }
