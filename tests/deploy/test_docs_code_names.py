@@ -2,7 +2,8 @@
 `backticks` exist: a dotted `package.module.function` (or `module.function` of a script such as
 benchmarks/bench.py) is defined at the top level of that module (or in one of its classes), and a
 bare `file.py` is some file of the repository. Paths with folders: tests/deploy/test_docs_paths.py.
-Read statically (ast): nothing is imported, so TensorFlow is not needed."""
+Read statically (ast): nothing is imported, so TensorFlow is not needed. And every `ct-triage`
+command the Makefile, mk/, the workflows and the docs name is one of ct_local/cli.py's."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ct_local.cli import COMMANDS
 from tests.fixtures.common import REPO
 
 DOCS = ["docs/benchmarks.md", "docs/model-server.md", "docs/tf-compat.md"]
@@ -124,3 +126,19 @@ def test_the_check_catches_a_moved_function_and_a_missing_file():
         "gateway_bench.x",
     ]
     assert files == {"probe.py", "no_such_file.py"}
+
+
+COMMAND = re.compile(r"(?:`|bin/|^\s*)ct-triage ([a-z][a-z-]*)", re.M)
+COMMAND_FILES = ["Makefile", "README.md", "mk/*.mk", "docs/*.md", ".github/workflows/*.yml"]
+
+
+def test_every_ct_triage_command_the_repository_runs_or_documents_exists():
+    """Makefile, mk/, workflows and docs call the wrapper scripts' successors by name."""
+    named = {
+        (path.relative_to(REPO).as_posix(), command)
+        for pattern in COMMAND_FILES
+        for path in REPO.glob(pattern)
+        for command in COMMAND.findall(path.read_text())
+    }
+    assert {c for _, c in named} >= {"serve", "smoke", "tf-compat"}  # make run, kind-smoke, ...
+    assert not sorted((p, c) for p, c in named if c not in COMMANDS)
