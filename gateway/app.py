@@ -34,7 +34,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     # OPTIONS on an API route: a JSON 405 with Allow (errors.py), not Flask's empty text/html 200.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.converters["task"] = TaskConverter
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1  # see gateway/intake.py
     app.json.sort_keys = False  # keep probabilities in label order
     gateway = Gateway(settings)
     app.extensions[EXTENSION] = gateway
@@ -46,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     except auth.TokenFileError as err:
         raise ConfigError(f"CT_AUTH_TOKENS_FILE: {err}") from None
     _register_routes(app, gateway)
+    intake.init_app(app, settings)
     page.init_app(app)
     return app
 
@@ -58,8 +58,7 @@ def create_asgi_app(settings: Settings | None = None):
 
     def body_cap(path: str) -> int:
         # One byte over the route's cap: the app then sees an over-long body and answers 413.
-        series = path.endswith(":predict_series")
-        return (settings.max_series_bytes if series else settings.max_request_bytes) + 1
+        return intake.caps_for(path, settings).body_bytes + 1
 
     flask_app = create_app(settings)
     tokens = flask_app.extensions[AUTH_EXTENSION]
@@ -81,25 +80,29 @@ def create_asgi_app(settings: Settings | None = None):
 def _register_routes(app: Flask, gateway: Gateway) -> None:
     settings = gateway.settings
 
+    @app.before_request
+    def known_task() -> None:
+        """404 for a URL naming a model we do not serve, before its body is parsed or checked."""
+        task = (request.view_args or {}).get("task")
+        if task is not None:
+            gateway.check_task(task)
+
     @app.post("/v1/models/<task:task>:predict")
     def predict(task: str):
-        gateway.check_task(task)  # 404 before reading a body for a model we do not serve
         image = intake.read_image(request, settings)
         return jsonify(gateway.predict(task, image, canary=_canary()))
 
     @app.post("/v1/models/<task:task>:explain")
     def explain(task: str):
-        gateway.check_task(task)
         image = intake.read_image(request, settings)
         return jsonify(gateway.predict(task, image, explain=True, canary=_canary()))
 
     @app.post("/v1/models/<task:task>:predict_series")
     def predict_series(task: str):
-        gateway.check_task(task)
         explain = request.args.get("explain")
-        _allow_series_body(settings)
         files = intake.read_series(request, settings)
-        return jsonify(gateway.predict_series(task, files, explain, canary=_canary()))
+        max_slices = intake.caps_for(request.path, settings).files
+        return jsonify(gateway.predict_series(task, files, max_slices, explain, canary=_canary()))
 
     @app.post("/predict")
     def predict_default():
@@ -149,9 +152,3 @@ def _register_routes(app: Flask, gateway: Gateway) -> None:
 def _canary() -> bool | None:
     """X-CT-Canary: 1 forces the canary version, 0 the stable one (gateway/models/canary.py)."""
     return canary.parse_header(request.headers.get(canary.HEADER))
-
-
-def _allow_series_body(settings: Settings) -> None:
-    """A series may be larger than one image: raise this request's body and form-part caps."""
-    request.max_content_length = settings.max_series_bytes + 1  # see gateway/intake.py
-    request.max_form_parts = 2 * settings.max_series_slices + 16

@@ -1,4 +1,5 @@
-"""Uploaded files -> model input: decoding (with the model's CT window) and the input tensor."""
+"""Uploaded files -> model input: decoding (with the model's CT window), a series checked and put
+in order (gateway/series.py), and the input tensor. The only gateway module that decodes."""
 
 from __future__ import annotations
 
@@ -61,11 +62,11 @@ def decode(
 
 
 def decode_series(
-    files: Sequence[Member], info: ModelInfo, settings: Settings
-) -> list[series.NamedSlice]:
-    """Every slice of every file (a multi-frame file names its frames), at most max_series_slices,
-    all of one series."""
-    limit = settings.max_series_slices
+    files: Sequence[Member], info: ModelInfo, settings: Settings, max_slices: int
+) -> tuple[list[series.NamedSlice], str]:
+    """Every slice of every file (a multi-frame file names its frames), at most `max_slices`, all
+    of one series, in anatomical order; with the name of the ordering rule."""
+    limit = max_slices
     budget = DecodeBudget(settings.decode_budget_bytes)  # one for the whole series
     slices: list[series.NamedSlice] = []
     for member in files:
@@ -79,7 +80,7 @@ def decode_series(
                 f"the series has more than the {limit} slices allowed", "too_many_slices"
             )
     series.check_one_series(slices)
-    return slices
+    return series.order(slices)
 
 
 def model_pixels(decoded: DecodedSlice, info: ModelInfo) -> np.ndarray:

@@ -1,9 +1,11 @@
-"""Read the image bytes of a request: multipart upload, JSON base64 or JSON URL.
+"""Read the files of a request: multipart upload, JSON base64 or JSON URL, a series or a zip.
 
-Requests are size-capped twice: a declared Content-Length is checked before anything is read, and
-a body without one (chunked) is read at most one byte past the cap. That byte matters: werkzeug's
-MAX_CONTENT_LENGTH stream silently stops AT its limit, so app.py sets it to cap + 1 and an
-over-long body shows up here as cap + 1 bytes instead of a truncated (and misparsed) body.
+`caps_for` is the one place that says how much a request may carry (bytes, files, form parts): the
+server (gateway/server.py, via app.create_asgi_app) refuses a longer body before reading it, and
+`init_app` hands the same caps to werkzeug for every request. A chunked body is read at most one
+byte past the cap. That byte matters: werkzeug's max_content_length stream silently stops AT its
+limit, so the request's limit is cap + 1 and an over-long body shows up here as cap + 1 bytes
+instead of a truncated (and misparsed) body.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from flask import Request
+import flask
+from flask import Flask, Request
+from werkzeug.wrappers import Request as WerkzeugRequest
 
 from gateway import archive, fetch
 from gateway.archive import Member
@@ -24,17 +29,47 @@ IMAGE_FIELD = "image"
 ALIAS_FIELDS = ("img", IMAGE_FIELD)  # the seed project's /predict used `img`
 JSON_KEYS = ("url", "image_b64")
 _SUPPORTED = "multipart/form-data (file field {fields}) or application/json ({keys})"
+SERIES_ROUTE = ":predict_series"  # the one route that takes many files
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What one request may carry; 413 above any of these."""
+
+    body_bytes: int  # the request body, and a series zip's inflated content
+    files: int  # uploads, zip entries and decoded slices (each frame of a multi-frame file)
+    form_parts: int  # multipart parts werkzeug parses
+
+
+def caps_for(path: str, settings: Settings) -> Caps:
+    """The caps of a request to `path`: CT_MAX_SERIES_BYTES and CT_MAX_SERIES_SLICES for a
+    series (room for that many files as form parts), CT_MAX_REQUEST_BYTES and one file otherwise."""
+    if path.endswith(SERIES_ROUTE):
+        slices = settings.max_series_slices
+        return Caps(settings.max_series_bytes, slices, 2 * slices + 16)
+    return Caps(settings.max_request_bytes, 1, WerkzeugRequest.max_form_parts)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Give werkzeug each request's caps before anything reads its body or form."""
+
+    @app.before_request
+    def apply_caps() -> None:
+        caps = caps_for(flask.request.path, settings)
+        flask.request.max_content_length = caps.body_bytes + 1  # one byte over: see the docstring
+        flask.request.max_form_parts = caps.form_parts
 
 
 def read_image(
     request: Request, settings: Settings, fields: Sequence[str] = (IMAGE_FIELD,)
 ) -> bytes:
     """The image bytes the request carries; ApiError (400/413/415) when it carries none."""
-    check_size(request, settings.max_request_bytes)
+    limit = caps_for(request.path, settings).body_bytes
+    check_size(request, limit)
     if request.mimetype == "multipart/form-data":
         return _from_multipart(request, fields)
     if request.is_json:
-        return _from_json(request, settings)
+        return _from_json(request, settings, limit)
     supported = _SUPPORTED.format(fields=" or ".join(fields), keys=" or ".join(JSON_KEYS))
     got = request.mimetype or "no Content-Type"
     raise UnsupportedMediaTypeError(f"unsupported content type {got!r}; send {supported}")
@@ -43,16 +78,17 @@ def read_image(
 def read_series(request: Request, settings: Settings) -> list[Member]:
     """The files of one series: repeated multipart `image` fields, or one zip (multipart or JSON).
 
-    Caps: CT_MAX_SERIES_BYTES for the body and for the zip's inflated content, and
-    CT_MAX_SERIES_SLICES files (413). A request that carries one picture is a series of one.
+    Caps (`caps_for`): bytes for the body and for the zip's inflated content, and files (413). A
+    request that carries one picture is a series of one.
     """
-    limit = settings.max_series_bytes
+    caps = caps_for(request.path, settings)
+    limit = caps.body_bytes
     check_size(request, limit)
     if request.mimetype == "multipart/form-data":
         uploads = request.files.getlist(IMAGE_FIELD)
-        if len(uploads) > settings.max_series_slices:
+        if len(uploads) > caps.files:
             raise PayloadTooLargeError(
-                f"{len(uploads)} files, more than the {settings.max_series_slices} slices allowed",
+                f"{len(uploads)} files, more than the {caps.files} slices allowed",
                 "too_many_slices",
             )
         members = [Member(_upload_name(u.filename, k), u.read()) for k, u in enumerate(uploads)]
@@ -66,7 +102,7 @@ def read_series(request: Request, settings: Settings) -> list[Member]:
         if not member.data:
             raise BadRequestError(f"the uploaded file {member.name!r} is empty", "empty_image")
     if len(members) == 1 and archive.is_zip(members[0].data):
-        return archive.read_zip(members[0].data, settings.max_series_slices, limit)
+        return archive.read_zip(members[0].data, caps.files, limit)
     return members
 
 
@@ -101,7 +137,7 @@ def _from_multipart(request: Request, fields: Sequence[str]) -> bytes:
     )
 
 
-def _from_json(request: Request, settings: Settings, limit: int | None = None) -> bytes:
+def _from_json(request: Request, settings: Settings, limit: int) -> bytes:
     try:
         body = json.loads(request.get_data(cache=True))
     except (ValueError, UnicodeDecodeError) as exc:

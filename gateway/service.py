@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ct_contract import signatures as mc
-from gateway import answers, decoding, series
+from gateway import answers, decoding
 from gateway.archive import Member
 from gateway.config import Settings
 from gateway.errors import BadGatewayError, NotFoundError
@@ -52,6 +52,8 @@ class Gateway:
         return body
 
     def check_task(self, task: str) -> None:
+        """404 unknown_model unless `task` is served (CT_MODELS); the app checks every URL that
+        names a model (app.known_task), so the methods below take served tasks."""
         if task not in self.settings.models:
             raise NotFoundError(
                 f"unknown model {task!r}; served: {', '.join(self.settings.models)}",
@@ -63,7 +65,6 @@ class Gateway:
     ) -> dict:
         """One picture or single-frame DICOM object -> the answer (with a heatmap if `explain`).
         `canary`: force (True) or avoid (False) the canary version; None: CT_CANARY_SHARE."""
-        self.check_task(task)
         info, version, route = self._route(task, canary)
         if explain and not info.explainable:
             raise answers.not_explainable(info)
@@ -88,17 +89,18 @@ class Gateway:
         self,
         task: str,
         files: Sequence[Member],
+        max_slices: int,
         explain: str | None = None,
         canary: bool | None = None,
     ) -> dict:
-        """The slices of one scan -> one scan verdict and every slice's answer, in order.
+        """The slices of one scan (at most `max_slices`, frames counted) -> one scan verdict and
+        every slice's answer, in order.
 
         `explain`: None, "top" (the slice that weighs most in the verdict) or a slice index."""
-        self.check_task(task)
         info, version, route = self._route(task, canary)
         if explain is not None and not info.explainable:
             raise answers.not_explainable(info)
-        ordered, rule = series.order(decoding.decode_series(files, info, self.settings))
+        ordered, rule = decoding.decode_series(files, info, self.settings, max_slices)
         domain.check_meta(info, [s.slice.meta for s in ordered])
         pixels = np.stack([decoding.model_pixels(s.slice, info) for s in ordered])
         probs, info, ood = self._predict_batched(task, pixels, info, version)
@@ -149,7 +151,6 @@ class Gateway:
         return [self.model(task) for task in self.settings.models]
 
     def model(self, task: str) -> dict:
-        self.check_task(task)
         info = self.registry.get(task)
         verbs = ["predict", "predict_series"] + (["explain"] if info.explainable else [])
         endpoints = {verb: f"/v1/models/{task}:{verb}" for verb in verbs}

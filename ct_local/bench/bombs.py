@@ -179,7 +179,7 @@ def _settings() -> Any:
 
 def _answer(bomb: Bomb, settings: Any) -> tuple[int, str]:
     """What the gateway's intake and decoding make of the bomb: (status, error code or "ok")."""
-    from gateway import archive, decoding
+    from gateway import archive, decoding, intake
     from gateway.archive import Member
     from gateway.errors import ApiError
     from gateway.models.registry import ModelInfo
@@ -190,11 +190,10 @@ def _answer(bomb: Bomb, settings: Any) -> tuple[int, str]:
         if bomb.endpoint == "predict":
             decoding.decode(members[0].data, info, settings, max_frames=None, name=None)
         else:
+            caps = intake.caps_for(intake.SERIES_ROUTE, settings)
             if len(members) == 1 and archive.is_zip(members[0].data):
-                members = archive.read_zip(
-                    members[0].data, settings.max_series_slices, settings.max_series_bytes
-                )
-            decoding.decode_series(members, info, settings)
+                members = archive.read_zip(members[0].data, caps.files, caps.body_bytes)
+            decoding.decode_series(members, info, settings, caps.files)
     except ApiError as error:
         return error.status, error.code
     return 200, "ok"
