@@ -59,12 +59,13 @@ def test_endless_chunked_body_is_cut_at_the_cap(serve) -> None:
             pass
 
     server = serve(route)
-    started = time.monotonic()
     error = refused(
         url_of(server), make_settings(url_allow_private=True, max_request_bytes=100_000)
     )
     assert (error.status, error.code) == (413, "url_too_large")
-    assert time.monotonic() - started < 2
+    # The fetch read at most what the server managed to send: far from the 800 MB on offer
+    # (the rest is what socket buffers took in before the connection was dropped).
+    assert sum(sent) < 64 * 1024 * 1024
 
 
 def test_body_exactly_at_the_cap_is_accepted(serve) -> None:
@@ -98,6 +99,13 @@ def _trickle(head: bytes, body_bytes: int, pause: float) -> Route:
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
 
 
+# Each server would take far longer than the deadline to finish (the trickles: a byte every 20 ms,
+# so no single read ever waits long; 68 s and 2000 s in all), and the silent one ends with a broken
+# answer (422) after 5 s. A 504 therefore shows that one deadline covers the whole fetch; the
+# elapsed time is bounded below by the deadline only, as a loaded machine can only make it later.
+DEADLINE_S = 0.8
+
+
 @pytest.mark.parametrize(
     "name, route",
     [
@@ -109,19 +117,21 @@ HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\
 def test_total_deadline_is_respected(name, route, serve) -> None:
     server = serve(route())
     started = time.monotonic()
-    error = refused(url_of(server), make_settings(url_allow_private=True, url_timeout_s=0.8))
+    error = refused(url_of(server), make_settings(url_allow_private=True, url_timeout_s=DEADLINE_S))
     elapsed = time.monotonic() - started
-    assert (error.status, error.code) == (504, "url_timeout"), name
-    assert 0.7 < elapsed < 1.5, f"{name}: {elapsed:.2f}s"
+    assert (error.status, error.code) == (504, "url_timeout"), f"{name}: {error.message}"
+    assert elapsed >= DEADLINE_S, f"{name}: gave up after {elapsed:.2f} s, before the deadline"
 
 
 def test_slow_dns_is_cut_at_the_deadline(monkeypatch) -> None:
+    """The resolver answers after 30 s (in a daemon thread nobody waits for): a fetch back well
+    before that, with url_timeout, was cut by its 0.5 s deadline."""
     monkeypatch.setattr(
-        fetch.policy, "resolve_host", lambda host, port: time.sleep(3) or ["1.1.1.1"]
+        fetch.policy, "resolve_host", lambda host, port: time.sleep(30) or ["1.1.1.1"]
     )
     started = time.monotonic()
     error = refused("http://slow-dns.example.com/a.png", make_settings(url_timeout_s=0.5))
-    assert error.code == "url_timeout" and time.monotonic() - started < 1.2
+    assert error.code == "url_timeout" and time.monotonic() - started < 15
 
 
 def test_deadline_covers_all_redirect_hops(serve) -> None:
@@ -130,12 +140,13 @@ def test_deadline_covers_all_redirect_hops(serve) -> None:
         redirect_to(f"/{int(h.path.strip('/')) + 1}")(h)
 
     server = serve(route)
-    started = time.monotonic()
     error = refused(
         url_of(server, "/0"),
         make_settings(url_allow_private=True, url_timeout_s=0.8, url_max_redirects=10),
     )
-    assert error.code == "url_timeout" and time.monotonic() - started < 1.5
+    # Every hop answers within 0.3 s, so only a deadline over all hops ends the chain with a
+    # timeout (a deadline per hop would follow all 10 and refuse too many redirects instead).
+    assert error.code == "url_timeout", error.code
 
 
 def test_connection_refused_is_422() -> None:
