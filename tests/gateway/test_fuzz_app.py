@@ -32,8 +32,8 @@ from pydicom.data import get_testdata_file
 from gateway import fetch
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
-from tests.fixtures.common import TINY_MODELS, fuzz_examples, fuzz_settings
-from tests.fixtures.gateway import FakeModel, FakeModelServer
+from tests.fixtures.common import fuzz_examples, fuzz_settings
+from tests.fixtures.gateway import FakeModel, FakeModelServer, tumour_model
 from tests.gateway.test_series import STROKE_INFO, zipped
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -147,20 +147,10 @@ def image_host():
 
 @pytest.fixture(scope="module")
 def fake_server():
-    tumor = TINY_MODELS[1]
     server = FakeModelServer(
         {
             "brain-stroke": [FakeModel(explain=True, info_json=json.dumps(STROKE_INFO))],
-            "brain-tumor": [
-                FakeModel(
-                    size=tumor[2],
-                    channels=3,
-                    labels=tuple(tumor[1].split(",")),
-                    threshold=-1.0,
-                    positive_index=-1,
-                    probabilities=(0.05, 0.1, 0.5, 0.1, 0.1, 0.1, 0.05),
-                )
-            ],
+            "brain-tumor": [tumour_model()],
         }
     )
     yield server

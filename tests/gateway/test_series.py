@@ -19,19 +19,10 @@ from ct_contract import signatures as mc
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from gateway.tfs.tensors import make_ndarray
-from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body
+from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body, tumour_model
 
 SERIES = "/v1/models/brain-stroke:predict_series"
 TUMOR_SERIES = "/v1/models/brain-tumor:predict_series"
-TUMOR_LABELS = (
-    "ct_healthy",
-    "ct_tumor",
-    "mri_glioma",
-    "mri_healthy",
-    "mri_meningioma",
-    "mri_pituitary",
-    "mri_tumor",
-)
 STROKE_INFO = {
     mc.INFO_WINDOW: {"center": 40, "width": 80, "name": "brain"},
     mc.INFO_SCAN_RULE: {
@@ -70,12 +61,7 @@ def fake():
                 FakeModel(info_json=json.dumps(STROKE_INFO), explain=True, score=brightness_score)
             ],
             "brain-tumor": [
-                FakeModel(
-                    size=48,
-                    channels=3,
-                    labels=TUMOR_LABELS,
-                    threshold=-1.0,
-                    positive_index=-1,
+                tumour_model(
                     probabilities=(0.3, 0.1, 0.2, 0.1, 0.1, 0.1, 0.1),
                     info_json=json.dumps({mc.INFO_LABEL_GROUPS: TUMOR_GROUPS}),
                 )
