@@ -161,3 +161,32 @@ def test_decoding_modules_import_only_lower_layers():
         if target.startswith("ct_contract.") and layer.get(target, -1) <= layer[module]
     ]
     assert not wrong, "\n".join(sorted(wrong))
+
+
+# Inside gateway, the request path (server -> app -> intake -> service -> decoding -> series ->
+# answers) sits on the sub-packages, never the other way: each imports only the gateway modules
+# named here (and its own modules). server.py is handed the app; it never imports it.
+GATEWAY_ROOMS = {
+    "gateway.observability": {"gateway.config"},
+    "gateway.fetch": {"gateway.errors", "gateway.observability"},
+    "gateway.tfs": {"gateway.errors", "gateway.config", "gateway.observability"},
+    "gateway.models": {"gateway.errors", "gateway.tfs"},
+    "gateway.web": set(),
+    "gateway.server": {"gateway.errors", "gateway.observability"},
+}
+
+
+def test_gateway_sub_packages_sit_below_the_request_path():
+    edges = first_party_edges()
+    inside = lambda name, prefix: name == prefix or name.startswith(prefix + ".")  # noqa: E731
+    wrong = [
+        f"{module} imports {target}"
+        for room, allowed in GATEWAY_ROOMS.items()
+        for module, targets in edges.items()
+        if inside(module, room)
+        for target in targets
+        if inside(target, "gateway")
+        and target != "gateway"
+        and not any(inside(target, ok) for ok in {room, *allowed})
+    ]
+    assert not wrong, "\n".join(sorted(wrong))
