@@ -57,8 +57,7 @@ def create_asgi_app(settings: Settings | None = None):
     settings = settings or Settings.from_env()
 
     def body_cap(path: str) -> int:
-        # One byte over the route's cap: the app then sees an over-long body and answers 413.
-        return intake.caps_for(path, settings).body_bytes + 1
+        return intake.caps_for(path, settings).body_bytes
 
     flask_app = create_app(settings)
     tokens = flask_app.extensions[AUTH_EXTENSION]

@@ -1,11 +1,11 @@
 """Read the files of a request: multipart upload, JSON base64 or JSON URL, a series or a zip.
 
 `caps_for` is the one place that says how much a request may carry (bytes, files, form parts): the
-server (gateway/server.py, via app.create_asgi_app) refuses a longer body before reading it, and
-`init_app` hands the same caps to werkzeug for every request. A chunked body is read at most one
-byte past the cap. That byte matters: werkzeug's max_content_length stream silently stops AT its
-limit, so the request's limit is cap + 1 and an over-long body shows up here as cap + 1 bytes
-instead of a truncated (and misparsed) body.
+server (gateway/server.py, via app.create_asgi_app) stops reading a body as soon as it is over the
+cap and answers 413, and `init_app` hands the same caps to werkzeug for every request. There a
+chunked body is read at most one byte past the cap. That byte matters: werkzeug's
+max_content_length stream silently stops AT its limit, so the request's limit is cap + 1 and an
+over-long body shows up here as cap + 1 bytes instead of a truncated (and misparsed) body.
 """
 
 from __future__ import annotations

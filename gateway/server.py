@@ -112,7 +112,7 @@ class BufferedWsgi:
             if too_large.args and too_large.args[0]:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_drain(receive, DRAIN_BYTES), DRAIN_SECONDS)
-            message = f"request body is over the {cap - 1} bytes allowed"
+            message = f"request body is over the {cap} bytes allowed"
             await _respond(*_error_args(send, PayloadTooLargeError(message)))
             return
         except _Disconnected:
@@ -124,7 +124,7 @@ class BufferedWsgi:
 
     async def _read_body(self, scope: dict, receive: Callable, cap: int) -> bytes:
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap - 1:
+        if declared is not None and declared.isdigit() and int(declared) > cap:
             raise _TooLarge
         chunks, size = [], 0
         while True:
@@ -133,7 +133,7 @@ class BufferedWsgi:
                 raise _Disconnected
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > cap:  # one byte over: the app sees an over-long body and answers 413 itself
+            if size > cap:
                 raise _TooLarge(message.get("more_body", False))
             chunks.append(chunk)
             if not message.get("more_body", False):
