@@ -65,7 +65,7 @@ def read_image(
 ) -> bytes:
     """The image bytes the request carries; ApiError (400/413/415) when it carries none."""
     limit = caps_for(request.path, settings).body_bytes
-    check_size(request, limit)
+    _check_size(request, limit)
     if request.mimetype == "multipart/form-data":
         return _from_multipart(request, fields)
     if request.is_json:
@@ -83,7 +83,7 @@ def read_series(request: Request, settings: Settings) -> list[Member]:
     """
     caps = caps_for(request.path, settings)
     limit = caps.body_bytes
-    check_size(request, limit)
+    _check_size(request, limit)
     if request.mimetype == "multipart/form-data":
         uploads = request.files.getlist(IMAGE_FIELD)
         if len(uploads) > caps.files:
@@ -112,7 +112,7 @@ def _upload_name(filename: str | None, index: int) -> str:
     return name or f"image-{index + 1}"
 
 
-def check_size(request: Request, limit: int) -> None:
+def _check_size(request: Request, limit: int) -> None:
     """413 for a body over `limit`; reads (and caches, for form parsing) a chunked body."""
     size = request.content_length
     if size is None and (request.mimetype == "multipart/form-data" or request.is_json):
