@@ -23,7 +23,7 @@ from ct_contract.preprocess import (
     to_model_input,
 )
 from ct_local.bench.bombs import deflated_dicom, j2k_dicom, png
-from tests.contract.dicom_files import read_testfile
+from tests.fixtures.dicom_files import MR_COMPRESSED, read_testfile
 
 MIB = 1 << 20
 
@@ -122,8 +122,6 @@ def test_an_rle_segment_longer_than_its_frame_is_refused():
         decode_slices(data)
 
 
-@pytest.mark.parametrize(
-    "name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"]
-)
+@pytest.mark.parametrize("name", MR_COMPRESSED)
 def test_intact_frames_of_those_codecs_still_decode(name):
     assert decode_slices(read_testfile(name))[0].image.size == (64, 64)

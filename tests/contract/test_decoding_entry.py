@@ -24,7 +24,7 @@ from ct_contract.preprocess import (
     sniff,
 )
 from ct_contract.slices import ALLOWED_FORMATS, NOT_AN_IMAGE
-from tests.contract.dicom_files import dicom_bytes, read_testfile
+from tests.fixtures.dicom_files import dicom_bytes, read_testfile
 
 ENTRIES: dict[str, Callable[[bytes], object]] = {
     "decode_slices": decode_slices,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
 from ct_contract.dicom import Window, window_to_uint8
 from ct_contract.preprocess import (
@@ -15,12 +14,13 @@ from ct_contract.preprocess import (
     load_model_input,
     to_model_input,
 )
-from tests.contract.dicom_files import (
+from tests.fixtures.dicom_files import (
     MR_LOSSLESS,
     dicom_bytes,
     hand_window,
     pixels,
     read_testfile,
+    sample_path,
 )
 
 # ----------------------------------------------------------------------------- windowing
@@ -47,7 +47,7 @@ def test_hounsfield_units_from_rescale_slope_and_intercept_match_a_hand_computat
         got = np.asarray(decode_slices(data, window=window)[0].image)
         assert np.array_equal(got, expected)
     # The real CT_small.dcm: stored values, slope 1, intercept -1024.
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(sample_path("CT_small.dcm"))
     hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     got = np.asarray(decode_slices(read_testfile("CT_small.dcm"), window=Window(40, 80))[0].image)
     assert np.array_equal(got, hand_window(hu, 40, 80))
@@ -61,7 +61,7 @@ def test_without_a_model_window_the_files_own_voi_window_is_used_first_value_if_
     assert np.array_equal(pixels(single), hand_window(raw, 300, 400))
     assert np.array_equal(pixels(several), hand_window(raw, 300, 400))
     # MR_small.dcm carries WindowCenter 600, WindowWidth 1600.
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds = pydicom.dcmread(sample_path("MR_small.dcm"))
     assert np.array_equal(
         pixels(read_testfile("MR_small.dcm")), hand_window(ds.pixel_array, 600, 1600)
     )
@@ -80,7 +80,7 @@ def test_monochrome1_is_inverted():
     assert mono2.tolist() == [[0, 26], [76, 255]]
     assert mono1.tolist() == (255 - mono2).tolist() == [[255, 229], [179, 0]]
     # A real MONOCHROME1 radiograph: its highest stored value shows darkest.
-    ds = pydicom.dcmread(get_testdata_file("6278"))
+    ds = pydicom.dcmread(sample_path("6278"))
     assert ds.PhotometricInterpretation == "MONOCHROME1"
     img = pixels(read_testfile("6278"))
     assert img[ds.pixel_array == ds.pixel_array.max()].max() == img.min()
@@ -91,7 +91,7 @@ def test_monochrome1_is_inverted():
 
 def test_multi_frame_gives_one_slice_per_frame_with_frame_indices():
     slices = decode_slices(read_testfile("rtdose.dcm"))
-    ds = pydicom.dcmread(get_testdata_file("rtdose.dcm"))
+    ds = pydicom.dcmread(sample_path("rtdose.dcm"))
     assert len(slices) == int(ds.NumberOfFrames) == 15
     assert [s.meta.frame for s in slices] == list(range(15))
     assert all(s.image.mode == "L" and s.image.size == (10, 10) for s in slices)
@@ -111,10 +111,10 @@ def test_multi_frame_is_refused_by_the_single_image_path():
 def test_rgb_dicom_becomes_an_8bit_rgb_picture():
     rgb = decode_slices(read_testfile("SC_rgb_rle.dcm"))[0].image
     assert rgb.mode == "RGB"
-    expected = pydicom.dcmread(get_testdata_file("SC_rgb_rle.dcm")).pixel_array
+    expected = pydicom.dcmread(sample_path("SC_rgb_rle.dcm")).pixel_array
     assert np.array_equal(np.asarray(rgb), expected)
     deep = decode_slices(read_testfile("SC_rgb_rle_16bit.dcm"))[0].image
-    expected16 = pydicom.dcmread(get_testdata_file("SC_rgb_rle_16bit.dcm")).pixel_array
+    expected16 = pydicom.dcmread(sample_path("SC_rgb_rle_16bit.dcm")).pixel_array
     assert np.array_equal(np.asarray(deep), (expected16 >> 8).astype(np.uint8))
     ybr = decode_slices(read_testfile("SC_rgb_jpeg_dcmtk.dcm"))[0].image  # YBR_FULL, lossy JPEG
     assert ybr.mode == "RGB"

@@ -13,7 +13,7 @@ from ct_contract.preprocess import (
     ImageDecodeError,
     decode_slices,
 )
-from tests.contract.dicom_files import (
+from tests.fixtures.dicom_files import (
     PHI,
     dicom_bytes,
     edited,

@@ -11,7 +11,6 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_file
 from pydicom.filewriter import write_dataset
 from pydicom.uid import (
     HEVCMP51,
@@ -28,11 +27,12 @@ from ct_contract.preprocess import (
     load_model_input,
     to_model_input,
 )
-from tests.contract.dicom_files import (
+from tests.fixtures.dicom_files import (
     dicom_bytes,
     edited,
     pixels,
     read_testfile,
+    sample_path,
     with_transfer_syntax,
 )
 
@@ -118,7 +118,7 @@ def test_datasets_without_preamble_are_dicom():
     reference = pixels(read_testfile("MR_small.dcm"))
     no_preamble = read_testfile("MR_small.dcm")[132:]  # starts with the group 0x0002 file meta
     assert np.array_equal(pixels(no_preamble), reference)
-    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds = pydicom.dcmread(sample_path("MR_small.dcm"))
     bare = io.BytesIO()  # no preamble, no file meta: implicit VR little endian
     write_dataset(pydicom.filebase.DicomFileLike(bare), ds)
     bare_bytes = bare.getvalue()

@@ -20,26 +20,20 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, assume, given
 from hypothesis import strategies as st
-from pydicom.data import get_testdata_file
 from pydicom.dataelem import DataElement
 
 from ct_contract.preprocess import DecodedSlice, ImageDecodeError, decode_slices, load_model_input
 from tests.fixtures.common import fuzz_settings
+from tests.fixtures.dicom_files import (
+    CT_SMALL,
+    MR_COMPRESSED,
+    MR_LOSSLESS,
+    OTHER_SHAPES,
+    RGB_JPEG,
+    read_testfile,
+)
 
-SEEDS = [
-    "CT_small.dcm",
-    "MR_small.dcm",
-    "MR_small_RLE.dcm",
-    "MR_small_jpeg_ls_lossless.dcm",
-    "MR_small_jp2klossless.dcm",
-    "MR_small_bigendian.dcm",
-    "MR_small_implicit.dcm",
-    "rtdose.dcm",
-    "SC_rgb_rle.dcm",
-    "SC_rgb_jpeg_dcmtk.dcm",
-    "SC_rgb_rle_16bit_2frame.dcm",
-    "6278",  # MONOCHROME1
-]
+SEEDS = [CT_SMALL, *MR_LOSSLESS, *RGB_JPEG, *OTHER_SHAPES]
 MAX_PIXELS = 2_000_000  # mutated headers may ask for large but legal allocations
 MAX_FRAMES = 64
 CALL_LIMIT_S = 5.0  # one decode of these small files takes milliseconds
@@ -69,12 +63,7 @@ ODD_TEXTS = [
 ]
 
 
-def read_seed(name: str) -> bytes:
-    with open(get_testdata_file(name), "rb") as file:
-        return file.read()
-
-
-SEED_BYTES = {name: read_seed(name) for name in SEEDS}
+SEED_BYTES = {name: read_testfile(name) for name in SEEDS}
 SEED_BYTES["MR_small no preamble"] = SEED_BYTES["MR_small.dcm"][132:]
 
 
@@ -192,7 +181,7 @@ def test_header_values_changed_to_anything(name: str, changes) -> None:
 
 @pytest.mark.parametrize("rows, columns", [(65535, 65535), (0, 64), (64, 0), (2000, 2000)])
 def test_header_sizes_that_do_not_match_the_pixel_data(rows: int, columns: int) -> None:
-    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"):
+    for name in (CT_SMALL, *MR_COMPRESSED):
         data = rewritten(name, [("Rows", "US", rows), ("Columns", "US", columns)])
         assert data is not None
         with pytest.raises(ImageDecodeError):

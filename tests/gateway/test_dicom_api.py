@@ -16,7 +16,7 @@ from pydicom.uid import MPEG2MPML
 from ct_contract import signatures as mc
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
-from tests.contract.dicom_files import (
+from tests.fixtures.dicom_files import (
     PHI,
     dicom_bytes,
     oblique_slice,
@@ -29,7 +29,7 @@ from tests.gateway.test_series import STROKE_INFO, brightness_score, files_form
 PREDICT = "/v1/models/brain-stroke:predict"
 SERIES = "/v1/models/brain-stroke:predict_series"
 EXPLAIN = "/v1/models/brain-stroke:explain"
-SERIES_UID = "1.2.826.0.1.3680043.8.498.1"  # tests.contract.dicom_files.dicom_bytes's series
+SERIES_UID = "1.2.826.0.1.3680043.8.498.1"  # tests.fixtures.dicom_files.dicom_bytes's series
 
 
 @pytest.fixture
