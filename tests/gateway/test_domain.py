@@ -9,12 +9,11 @@ import json
 import zipfile
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
 from ct_contract import signatures as mc
 from gateway.models import info_json
+from tests.fixtures.dicom_files import CT_SMALL, edited
 from tests.fixtures.gateway import FakeModel, FakeModelServer, json_body
 from tests.gateway.test_series import STROKE_INFO, brightness_score, grey_png, make_client
 
@@ -71,13 +70,9 @@ def test_an_out_of_domain_image_is_refused_with_its_score(client):
 
 
 def _dicom(modality: str, body_part: str | None = None) -> bytes:
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    ds.Modality = modality
-    if body_part:
-        ds.BodyPartExamined = body_part
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
+    return edited(
+        CT_SMALL, Modality=modality, **({"BodyPartExamined": body_part} if body_part else {})
+    )
 
 
 @pytest.mark.parametrize(

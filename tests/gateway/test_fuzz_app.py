@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 from collections import Counter
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -27,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from gateway import fetch
 from gateway.app import EXTENSION, create_app
 from gateway.config import Settings
 from tests.fixtures.common import fuzz_examples, fuzz_settings
+from tests.fixtures.dicom_files import CT_SMALL, MR_COMPRESSED, read_testfile
 from tests.fixtures.gateway import FakeModel, FakeModelServer, tumour_model
 from tests.gateway.test_series import STROKE_INFO, zipped
 
@@ -83,10 +82,7 @@ VALID = [
 ]
 
 
-DICOM = [
-    Path(get_testdata_file(name)).read_bytes()
-    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm")
-]
+DICOM = [read_testfile(name) for name in (CT_SMALL, *MR_COMPRESSED)]
 ZIPS = [
     zipped([(f"s ({k}).png", VALID[k % 3]) for k in range(4)]),
     zipped([("a.dcm", DICOM[0]), ("b/c.dcm", DICOM[0])]),

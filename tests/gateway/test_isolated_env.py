@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from ct_local.isolated import clean_env, index_unreachable
 from tests.fixtures.common import PYTHON, REPO, free_port
+from tests.fixtures.dicom_files import CT_SMALL, EVERY_DECODER, read_testfile, sample_path
 from tests.fixtures.gateway import GatewayProcess, gateway_env, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,15 +45,6 @@ START_TIMEOUT_S = 120.0
 # Must not be importable from the gateway's environment (tensorflow-serving-api pulls TensorFlow).
 FORBIDDEN = ("tensorflow", "tensorflow_serving", "keras")
 # Variables that would let the venv's Python see another environment's packages.
-# One object per decoder the gateway's requirements pin (pydicom's own test files).
-DICOM_ENCODINGS = [
-    "MR_small.dcm",
-    "MR_small_RLE.dcm",
-    "MR_small_jpeg_ls_lossless.dcm",
-    "MR_small_jp2klossless.dcm",
-    "SC_rgb_jpeg_gdcm.dcm",
-    "SC_rgb_jpeg_dcmtk.dcm",
-]
 
 
 def _venv_key() -> str:
@@ -189,11 +180,10 @@ def test_gateway_venv_has_no_tensorflow(gateway_python) -> None:
 def test_gateway_venv_decodes_every_dicom_encoding(gateway_python, gateway_copy) -> None:
     """The pinned pydicom plugins are there: JPEG, JPEG-LS, JPEG 2000 and RLE objects decode."""
     probe = (
-        "import json; from pydicom.data import get_testdata_file; "
+        "import json; from pathlib import Path; "
         "from ct_contract.preprocess import decode_slices; "
-        f"names = {DICOM_ENCODINGS!r}; "
-        "print(json.dumps([decode_slices(open(get_testdata_file(n), 'rb').read())[0].image.mode "
-        "for n in names]))"
+        f"paths = {[str(sample_path(name)) for name in EVERY_DECODER]!r}; "
+        "print(json.dumps([decode_slices(Path(p).read_bytes())[0].image.mode for p in paths]))"
     )
     out = subprocess.run(
         [str(gateway_python), "-c", probe],
@@ -210,9 +200,7 @@ def test_gateway_serves_from_its_own_requirements(
     gateway_python, gateway_copy, model_server, gateway_server
 ) -> None:
     image = _png()
-    dicom = get_testdata_file("CT_small.dcm")
-    with open(dicom, "rb") as file:
-        ct = file.read()
+    ct = read_testfile(CT_SMALL)
     with isolated_gateway(gateway_python, gateway_copy, model_server.target) as gateway:
         isolated = _predict(gateway.url, "brain-stroke", image)
         isolated_ct = _predict(gateway.url, "brain-stroke", ct)

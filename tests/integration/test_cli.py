@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.common import PYTHON, REPO
+from tests.fixtures.dicom_files import CT_SMALL, sample_path
 
 pytestmark = pytest.mark.integration
 COMMAND = Path(PYTHON).parent / "ct-triage"
@@ -62,10 +63,8 @@ def test_predict_a_folder_and_a_zip(gateway_server, scan, tmp_path) -> None:
 
 
 def test_predict_a_dicom_object(gateway_server) -> None:
-    from pydicom.data import get_testdata_file
-
     status, body = ct_triage(
-        "predict", get_testdata_file("CT_small.dcm"), "--task", "brain-stroke", url=gateway_server
+        "predict", str(sample_path(CT_SMALL)), "--task", "brain-stroke", url=gateway_server
     )
     assert (status, body.get("modality")) == (0, "CT"), body
 

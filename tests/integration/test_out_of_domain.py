@@ -10,9 +10,9 @@ import random
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from ct_local.paths import MODELS_ROOT, SAMPLES
+from tests.fixtures.dicom_files import read_testfile
 from tests.fixtures.gateway import running_gateway
 from tests.fixtures.standin import committed_models_config, serving
 from tests.integration.http_helpers import multipart, predict_url, request
@@ -71,7 +71,7 @@ def test_a_tumour_mri_and_an_mr_dicom_are_refused_by_the_stroke_model(stack):
     status, body = post(stack, "brain-stroke", "mri.jpg", mri)
     assert (status, body["error"]["code"]) == (422, "out_of_domain")
     assert "ood_score" in body["error"]
-    dicom = open(get_testdata_file("MR_small.dcm"), "rb").read()  # noqa: SIM115
+    dicom = read_testfile("MR_small.dcm")
     status, body = post(stack, "brain-stroke", "mr.dcm", dicom)
     assert (status, body["error"]["code"], body["error"]["modality"]) == (
         422,

@@ -16,22 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.data import get_testdata_file
 
 from gateway.client import multipart_body
 from gateway.series import natural_key
+from tests.fixtures.dicom_files import MR_LOSSLESS, read_testfile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STROKE_SCAN = "58"  # a Stroke scan of 34 slices in brain-stroke-ct
-LOSSLESS_MR = [
-    "MR_small.dcm",
-    "MR_small_RLE.dcm",
-    "MR_small_jpeg_ls_lossless.dcm",
-    "MR_small_jp2klossless.dcm",
-    "MR_small_bigendian.dcm",
-    "MR_small_implicit.dcm",
-]
 
 
 def post(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
@@ -85,13 +77,13 @@ def test_every_slice_scores_as_it_does_alone(gateway_server, shared_datasets):
 
 def test_lossless_encodings_of_one_mr_image_give_identical_probabilities(gateway_server):
     answers = {}
-    for name in LOSSLESS_MR:
-        data = Path(get_testdata_file(name)).read_bytes()
+    for name in MR_LOSSLESS:
+        data = read_testfile(name)
         status, body = post(f"{gateway_server}/v1/models/brain-tumor:predict", [(name, data)])
         assert status == 200, (name, body)
         assert body["modality"] == "MR"
         answers[name] = body["probabilities"]
-    first = answers[LOSSLESS_MR[0]]
+    first = answers[MR_LOSSLESS[0]]
     assert all(a == first for a in answers.values()), answers
 
 
