@@ -44,7 +44,6 @@ PIP_TIMEOUT_S = 900
 START_TIMEOUT_S = 120.0
 # Must not be importable from the gateway's environment (tensorflow-serving-api pulls TensorFlow).
 FORBIDDEN = ("tensorflow", "tensorflow_serving", "keras")
-# Variables that would let the venv's Python see another environment's packages.
 
 
 def _venv_key() -> str:
