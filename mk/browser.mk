@@ -20,7 +20,7 @@ browser-deps: ## install Debian's chromium with apt-get (quiet, non-interactive)
 	fi
 
 browser-test: venv ## the page's unit tests and its real-browser test (fails if chromium is absent)
-	CT_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/gateway/test_webpage.py tests/integration/test_browser.py
+	CT_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/gateway/test_page.py tests/integration/test_browser.py
 
 screenshot: venv ## refresh $(SCREENSHOT_DIR)/web-page.png from the browser test (commit it)
 	CT_REQUIRE_BROWSER=1 CT_SCREENSHOT_DIR=$(SCREENSHOT_DIR) \
