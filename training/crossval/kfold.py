@@ -10,7 +10,6 @@ out-of-fold scores and the summary over repeats), and the frozen-feature recipe
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli import REPORTS_ROOT, TrainingError
+from training.cli import TrainingError
 from training.data.audit import run_audit
 from training.data.images import load_pixels
 from training.data.prepare import from_arrays, slice_number
@@ -263,16 +262,6 @@ def write_kfold(task: str, name: str, args, size: int, result: dict, positive, s
     )
     print(out, json.dumps(summary), flush=True)
     return out
-
-
-def rewrite_report(scores_json: Path, **namespace) -> Path:
-    """Re-write a k-fold report from its saved out-of-fold scores (`--scores-dir`), e.g. after
-    the report's format changed; `namespace`: the run's arguments (folds, epochs, arch, ...)."""
-    result = json.loads(Path(scores_json).read_text())
-    args = argparse.Namespace(**{"reports_root": REPORTS_ROOT, "mil": False, **namespace})
-    positive, scans = np.array(result["labels_positive"]), np.array(result["scans"])
-    name = Path(scores_json).stem
-    return write_kfold("brain-stroke", name, args, args.size, result, positive, scans)
 
 
 def oof_logits(result: dict, pos: int) -> np.ndarray:

@@ -45,10 +45,6 @@ def discover(root: Path, task: TaskSpec) -> list[Record]:
     return records
 
 
-def labels_of(records: list[Record]) -> list[str]:
-    return sorted({r.label for r in records})
-
-
 def _cache_key(records: list[Record], size: int, channels: int) -> str:
     h = hashlib.sha256(f"{size}:{channels}".encode())
     for r in records:

@@ -118,15 +118,6 @@ def _mbconv(x, index: int, kernel: int, stride: int, expand: int, cin: int, cout
     return x
 
 
-def block_outputs(variant: Variant) -> list[int]:
-    """Index of the last block of each stage (the stage's feature map)."""
-    ends, index = [], -1
-    for repeats, *_ in variant.stages():
-        index += repeats
-        ends.append(index)
-    return ends
-
-
 def build(
     variant: str | Variant,
     size: int | None = None,
