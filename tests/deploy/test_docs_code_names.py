@@ -10,44 +10,29 @@ from __future__ import annotations
 import ast
 import functools
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from ct_local.cli import COMMANDS
+from tests.deploy.repository import FIRST_PARTY, INLINE_CODE, file_names, package_dir
 from tests.fixtures.common import REPO
 
 DOCS = ["docs/benchmarks.md", "docs/model-server.md", "docs/tf-compat.md"]
-PACKAGE_ROOTS = {
-    "ct_contract": REPO / "ct_contract",
-    "ct_local": REPO / "ct_local",
-    "gateway": REPO / "gateway",
-    "training": REPO / "training",
-    "ct_standin": REPO / "model-server" / "ct_standin",
-    "ct_dicom_node": REPO / "dicom-node" / "ct_dicom_node",
-}
-CODE = re.compile(r"`([^`\n]+)`")
 DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 FILE_SUFFIXES = {"py", "md", "json", "yaml", "yml", "config", "txt", "lock", "in", "proto", "pb"}
 
 
 @functools.cache
-def tracked() -> list[Path]:
-    out = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
-    return [REPO / line for line in out.stdout.splitlines() if (REPO / line).exists()]
-
-
-@functools.cache
 def scripts_by_stem() -> dict[str, Path]:
     """Python files outside the packages, by stem (benchmarks/gateway_bench.py: gateway_bench)."""
-    return {p.stem: p for p in tracked() if p.suffix == ".py" and p.parent.name == "benchmarks"}
+    return {p.stem: p for p in (REPO / "benchmarks").glob("*.py")}
 
 
 def module_file(parts: list[str]) -> Path | None:
     """The file of a dotted module name (a package's __init__.py), or None."""
-    if parts[0] in PACKAGE_ROOTS:
-        path = PACKAGE_ROOTS[parts[0]].joinpath(*parts[1:])
+    if parts[0] in FIRST_PARTY:
+        path = package_dir(".".join(parts))
         if path.is_dir():
             return path / "__init__.py"
         return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
@@ -90,14 +75,14 @@ def resolves(name: str) -> bool:
 def code_names(text: str) -> tuple[set[str], set[str]]:
     """(dotted names of our code, bare file names) in the inline code of `text`."""
     dotted, files = set(), set()
-    for code in CODE.findall(text):
+    for code in INLINE_CODE.findall(text):
         for word in code.split():
             word = word.rstrip(".,;:)")
             if word.endswith(".py") and "/" not in word:
                 files.add(word)
             elif DOTTED.match(word) and word.rsplit(".", 1)[1] not in FILE_SUFFIXES:
                 first = word.split(".")[0]
-                if first in PACKAGE_ROOTS or first in scripts_by_stem():
+                if first in FIRST_PARTY or first in scripts_by_stem():
                     dotted.add(word)
     return dotted, files
 
@@ -105,9 +90,8 @@ def code_names(text: str) -> tuple[set[str], set[str]]:
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_code_name_a_doc_gives_exists(doc):
     dotted, files = code_names((REPO / doc).read_text())
-    basenames = {p.name for p in tracked()}
     assert not sorted(n for n in dotted if not resolves(n)), f"{doc}: names nothing defines"
-    assert not sorted(files - basenames), f"{doc}: file names no file has"
+    assert not sorted(files - file_names()), f"{doc}: file names no file has"
 
 
 def test_the_check_catches_a_moved_function_and_a_missing_file():

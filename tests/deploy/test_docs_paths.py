@@ -14,30 +14,22 @@ committed in `docs/samples/`, so nothing names `../shared/samples`.
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.deploy.repository import GENERATED, INLINE_CODE, file_names, package_dir
 from tests.fixtures.common import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-GENERATED = {"build", "runs"}
 OUTSIDE_ALLOWED = ("../shared/datasets/",)
 TOP_LEVEL_FILE = re.compile(r"^(Makefile|pyproject\.toml|requirements[\w-]*\.(txt|in|lock))$")
-CODE = re.compile(r"`([^`\n]+)`")
 FENCED = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 FENCED_SPLIT = re.compile(r"[\s\"'=@(),;|]+")
 PLACEHOLDER = re.compile(r"[<>{}$\[\]*?]")
 MARKDOWN_NAME = re.compile(r"(?<![\w./-])([\w.-]+\.md)\b")
 MODULE_RUN = re.compile(r"python -m ([\w.]+)")
-# First-party packages that do not sit at the repository's root.
-PACKAGE_ROOTS = {
-    "ct_standin": REPO / "model-server" / "ct_standin",
-    "ct_dicom_node": REPO / "dicom-node" / "ct_dicom_node",
-}
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 
@@ -47,7 +39,7 @@ def top_level() -> set[str]:
 
 def words(text: str) -> list[str]:
     """Words of inline code (split on blanks) and of fenced blocks (split on shell punctuation)."""
-    inline = [w for code in CODE.findall(text) for w in code.split()]
+    inline = [w for code in INLINE_CODE.findall(text) for w in code.split()]
     fenced = [w for block in FENCED.findall(text) for w in FENCED_SPLIT.split(block)]
     return [w.split("::")[0].rstrip(".,;:)`") for w in inline + fenced if w]
 
@@ -83,23 +75,11 @@ def links_outside(folder: Path, text: str) -> list[str]:
     return [t for t in relative_links(text) if not (folder / t).resolve().is_relative_to(root)]
 
 
-@functools.cache
-def repository_names() -> frozenset[str]:
-    """Every file name in the repository (hidden and generated folders left out)."""
-    names = set()
-    for _folder, dirs, files in os.walk(REPO):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in GENERATED]
-        names.update(files)
-    return frozenset(names)
-
-
 def runnable(module: str) -> bool:
     """Whether `python -m module` finds a first-party module (others are not ours to check)."""
-    first, *rest = module.split(".")
-    root = PACKAGE_ROOTS.get(first, REPO / first)
-    if not (root / "__init__.py").exists():
+    if not (package_dir(module.split(".")[0]) / "__init__.py").exists():
         return True
-    path = root.joinpath(*rest)
+    path = package_dir(module)
     return path.with_suffix(".py").exists() or (path / "__main__.py").exists()
 
 
@@ -131,7 +111,7 @@ def test_no_path_outside_the_repository(doc: Path) -> None:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_markdown_file_named_is_in_the_repository(doc: Path) -> None:
     names = {n for n in MARKDOWN_NAME.findall(doc.read_text()) if not PLACEHOLDER.search(n)}
-    missing = sorted(names - repository_names())
+    missing = sorted(names - file_names())
     assert not missing, f"{doc.relative_to(REPO)} names documents not in the repository: {missing}"
 
 
@@ -147,7 +127,7 @@ def test_the_checks_catch_what_they_are_for() -> None:
         "```bash\ncurl -F image=@../shared/samples/x.jpg localhost:9696\n"
         "python -m x --data ../shared/datasets/brain-stroke-ct\n```\n"
     )
-    assert "DESIGN.md" in set(MARKDOWN_NAME.findall(text)) - repository_names()
+    assert "DESIGN.md" in set(MARKDOWN_NAME.findall(text)) - file_names()
     assert "gateway/no_such_module.py" in named_paths(text)
     assert outside_paths(text) == {"../shared/samples/x.jpg"}
     assert links_outside(REPO / "docs", text) == ["../../elsewhere.md"]

@@ -7,26 +7,17 @@ image or another machine installs) holds only what pyproject.toml lists.
 from __future__ import annotations
 
 import subprocess
-import tomllib
 import zipfile
 
 import pytest
 
+from tests.deploy.repository import FIRST_PARTY, SETUPTOOLS, package_dir
 from tests.fixtures.common import PYTHON, REPO
-
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
-
-
-def package_dir(name: str):
-    top, *rest = name.split(".")
-    root = REPO / SETUPTOOLS.get("package-dir", {}).get(top, top)
-    return root.joinpath(*rest)
 
 
 def packages_on_disk() -> set[str]:
     found = set()
-    for top in {name.split(".")[0] for name in SETUPTOOLS["packages"]}:
+    for top in FIRST_PARTY:
         root = package_dir(top)
         for init in root.rglob("__init__.py"):
             if "__pycache__" not in init.parts:
