@@ -66,18 +66,17 @@ def decode_series(
 ) -> tuple[list[series.NamedSlice], str]:
     """Every slice of every file (a multi-frame file names its frames), at most `max_slices`, all
     of one series, in anatomical order; with the name of the ordering rule."""
-    limit = max_slices
     budget = DecodeBudget(settings.decode_budget_bytes)  # one for the whole series
     slices: list[series.NamedSlice] = []
     for member in files:
-        decoded = decode(member.data, info, settings, limit - len(slices), member.name, budget)
+        decoded = decode(member.data, info, settings, max_slices - len(slices), member.name, budget)
         many = len(decoded) > 1
         for d in decoded:
             name = f"{member.name}#{d.meta.frame}" if many else member.name
             slices.append(series.NamedSlice(name, d))
-        if len(slices) >= limit and member is not files[-1]:
+        if len(slices) >= max_slices and member is not files[-1]:
             raise PayloadTooLargeError(
-                f"the series has more than the {limit} slices allowed", "too_many_slices"
+                f"the series has more than the {max_slices} slices allowed", "too_many_slices"
             )
     series.check_one_series(slices)
     return series.order(slices)
